@@ -1,0 +1,79 @@
+// The attention entry point: one argument struct and one validation routine for every backend.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "liteattn/skip_state.hpp"
+#include "liteattn/tensor.hpp"
+#include "liteattn/types.hpp"
+
+namespace liteattn {
+
+enum class Backend : std::uint8_t { cpu, sm90 };
+
+std::string_view to_string(Backend backend);
+
+struct SkipOptions {
+  // With skipping disabled the call is plain dense attention and leaves the state untouched
+  // (warm-up steps); no state is needed.
+  bool enabled = true;
+  // log2 units, <= 0: a tile is skipped when every row's max in it is below 2^threshold times
+  // the reference max. -inf keeps everything (but still runs the bookkeeping).
+  float threshold = -10.0f;
+  Criterion criterion = Criterion::running;
+  VisitOrder order = VisitOrder::descending;
+};
+
+struct AttentionArgs {
+  TensorView q;    // (B, Lq, H, D)
+  TensorView k;    // (B, Lk, Hkv, D)
+  TensorView v;    // (B, Lk, Hkv, D)
+  TensorView out;  // (B, Lq, H, D), same dtype as q
+  TensorView lse;  // optional: fp32 (B, H, Lq), natural log
+
+  std::optional<float> scale;  // default 1/sqrt(D)
+  SkipOptions skip;
+
+  // Key token ranges, ascending and disjoint, half-open. must_do: key tiles overlapping them are
+  // always computed. must_skip: key tiles they cover completely are never computed.
+  std::vector<TokenRange> must_do;
+  std::vector<TokenRange> must_skip;
+  // Query token ranges whose query tiles run dense (visit every tile, keep every tile).
+  std::vector<TokenRange> dense_queries;
+
+  SkipStateView state;  // required when skip.enabled
+
+  void* stream = nullptr;  // cudaStream_t for CUDA tensors; nullptr = the legacy default stream
+
+  // CPU reference only: the tile shape to reproduce another backend's decisions.
+  // Unset = the tile shape of the kernel that would serve this head dim on a GPU.
+  std::optional<TileShape> cpu_tile;
+  // CPU reference only: worker threads (0 = hardware concurrency).
+  int cpu_threads = 0;
+};
+
+// The backend that serves these arguments (by the tensors' device and its capability).
+Backend select_backend(const AttentionArgs& args);
+
+// The tile shape a backend uses for a head dim and dtype (the CPU reference: the sm90 shape).
+TileShape tile_shape(Backend backend, std::int64_t head_dim, DType dtype);
+
+// The state key a call with these arguments needs.
+StateKey state_key(const AttentionArgs& args);
+
+// Checks every rule of the contract; throws ArgumentError naming the argument. Checks the state
+// only when skipping is enabled.
+void validate(const AttentionArgs& args);
+
+// Validates, then runs the selected backend. The state in args.state must match state_key(args).
+void attention(const AttentionArgs& args);
+
+// Convenience: shapes and resets `state` as needed (a new key resets it), then runs.
+void attention(AttentionArgs args, SkipState& state);
+
+// Which backends this build and this machine can run.
+bool cuda_available();
+std::vector<Backend> available_backends();
+
+}  // namespace liteattn
