@@ -14,8 +14,13 @@ void reset_state_cpu(const SkipStateView& view);
 #if defined(LITEATTN_WITH_CUDA)
 // src/sm90: the Hopper kernel (sm_90a). Throws UnsupportedError for head dims / dtypes it lacks.
 void run_sm90(const AttentionArgs& args, const CallPlan& plan);
-// src/cuda_common: state initialisation and small helpers on CUDA devices.
+// src/cuda: state initialisation and the few runtime calls the core needs (src/cuda/runtime.cpp).
 void reset_state_cuda(const SkipStateView& view, void* stream);
+int cuda_device_count();                 // 0 when no driver or no device
+int cuda_device_capability(int device);  // e.g. 90 for sm_90
+void* cuda_allocate(std::size_t bytes, int device);
+void cuda_release(void* ptr, int device);
+void cuda_copy_to_host(void* host, const void* device_ptr, std::size_t bytes, int device);
 #endif
 
 }  // namespace liteattn

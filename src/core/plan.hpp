@@ -49,6 +49,9 @@ struct CallPlan {
   TileRangeList dense_queries;  // query tiles that run dense
 };
 
+// Every check of validate() except those of the skip state (used before a state is shaped).
+void validate_without_state(const AttentionArgs& args);
+
 // Resolves validated arguments into a plan (does not validate).
 CallPlan make_plan(const AttentionArgs& args, Backend backend);
 

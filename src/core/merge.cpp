@@ -1,0 +1,86 @@
+#include "liteattn/merge.hpp"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "liteattn/error.hpp"
+#include "liteattn/numeric.hpp"
+
+namespace liteattn {
+namespace {
+
+float load(const TensorView& t, std::int64_t i) {
+  switch (t.dtype) {
+    case DType::f32: return t.ptr<const float>()[i];
+    case DType::bf16: return bf16_to_float(t.ptr<const std::uint16_t>()[i]);
+    case DType::f16: return f16_to_float(t.ptr<const std::uint16_t>()[i]);
+  }
+  return 0;
+}
+
+void store(const TensorView& t, std::int64_t i, float x) {
+  switch (t.dtype) {
+    case DType::f32: t.ptr<float>()[i] = x; return;
+    case DType::bf16: t.ptr<std::uint16_t>()[i] = float_to_bf16(x); return;
+    case DType::f16: t.ptr<std::uint16_t>()[i] = float_to_f16(x); return;
+  }
+}
+
+std::int64_t at(const TensorView& t, std::int64_t b, std::int64_t l, std::int64_t h) {
+  return b * t.stride[0] + l * t.stride[1] + h * t.stride[2];
+}
+
+}  // namespace
+
+void merge_attention(const std::vector<TensorView>& outs, const std::vector<TensorView>& lses, const TensorView& out,
+                     const TensorView& lse) {
+  if (outs.empty()) throw ArgumentError("outs", "expected at least one partial result");
+  if (outs.size() != lses.size())
+    throw ArgumentError("lses", "expected one lse per partial output (" + std::to_string(outs.size()) + "), got " +
+                                    std::to_string(lses.size()));
+  const auto& shape = out.shape;
+  if (out.rank != 4 || out.stride[3] != 1) throw ArgumentError("out", "expected (B, L, H, D) with a unit last stride");
+  const std::int64_t B = shape[0], L = shape[1], H = shape[2], D = shape[3];
+  auto check_lse = [&](const TensorView& t, const std::string& name) {
+    if (t.dtype != DType::f32 || t.rank != 3 || t.shape[0] != B || t.shape[1] != H || t.shape[2] != L || t.stride[2] != 1 ||
+        t.stride[1] != L || t.stride[0] != H * L)
+      throw ArgumentError(name, "expected a contiguous float32 tensor of shape (B, H, L) = (" + std::to_string(B) + ", " +
+                                    std::to_string(H) + ", " + std::to_string(L) + ")");
+  };
+  for (std::size_t j = 0; j < outs.size(); ++j) {
+    const std::string name = "outs[" + std::to_string(j) + "]";
+    if (outs[j].rank != 4 || outs[j].shape != shape || outs[j].stride[3] != 1)
+      throw ArgumentError(name, "expected the shape of out with a unit last stride");
+    if (outs[j].device.kind != DeviceKind::cpu || lses[j].device.kind != DeviceKind::cpu)
+      throw ArgumentError(name, "expected CPU tensors (merge on the GPU through the Python package)");
+    check_lse(lses[j], "lses[" + std::to_string(j) + "]");
+  }
+  if (out.device.kind != DeviceKind::cpu) throw ArgumentError("out", "expected a CPU tensor");
+  if (lse.defined()) check_lse(lse, "lse");
+
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t h = 0; h < H; ++h)
+      for (std::int64_t l = 0; l < L; ++l) {
+        const std::int64_t li = (b * H + h) * L + l;
+        float m = kNegInf;
+        for (const auto& part : lses) m = std::max(m, part.ptr<const float>()[li]);
+        float sum = 0.0f;
+        if (m != kNegInf)
+          for (const auto& part : lses) sum += std::exp(part.ptr<const float>()[li] - m);
+        const float merged = m == kNegInf ? kNegInf : m + std::log(sum);
+        for (std::int64_t d = 0; d < D; ++d) {
+          float acc = 0.0f;
+          if (merged != kNegInf)
+            for (std::size_t j = 0; j < outs.size(); ++j) {
+              const float w = lses[j].ptr<const float>()[li];
+              if (w != kNegInf) acc += std::exp(w - merged) * load(outs[j], at(outs[j], b, l, h) + d);
+            }
+          store(out, at(out, b, l, h) + d, acc);
+        }
+        if (lse.defined()) lse.ptr<float>()[li] = merged;
+      }
+}
+
+}  // namespace liteattn
