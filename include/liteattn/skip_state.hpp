@@ -103,6 +103,7 @@ class SkipState {
   // Copies the current masks to the host: rows * words words, row-major over (b, h, i).
   std::vector<std::uint32_t> read_mask() const;   // what the next call reads
   std::vector<std::uint32_t> last_read_mask() const;  // what the last call read
+  std::vector<std::uint32_t> row_visits() const;
   std::vector<float> row_max() const;
   SkipStats stats() const;
 

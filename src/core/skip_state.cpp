@@ -148,6 +148,13 @@ std::vector<std::uint32_t> SkipState::last_read_mask() const {
   return gather_mask(view_, false);
 }
 
+std::vector<std::uint32_t> SkipState::row_visits() const {
+  if (!storage_) return {};
+  std::vector<std::uint32_t> out(static_cast<std::size_t>(view_.key.rows()));
+  copy_out(view_, out.data(), view_.row_visits, view_.key.row_visits_bytes());
+  return out;
+}
+
 std::vector<float> SkipState::row_max() const {
   if (!storage_ || !view_.row_max) return {};
   std::vector<float> out(view_.key.row_max_bytes() / 4);
@@ -161,9 +168,9 @@ SkipStats SkipState::stats() const {
   const auto& k = view_.key;
   const auto nq = k.q_tiles(), words = k.words_per_row();
   s.tiles_per_head = k.batch * nq * k.k_tiles();
-  std::vector<std::uint32_t> kept(std::size_t(k.batch * k.heads)), visits(std::size_t(k.rows()));
+  std::vector<std::uint32_t> kept(static_cast<std::size_t>(k.batch * k.heads));
   copy_out(view_, kept.data(), view_.kept, k.kept_bytes());
-  copy_out(view_, visits.data(), view_.row_visits, k.row_visits_bytes());
+  const auto visits = row_visits();
   const auto mask = read_mask();
   s.computed_per_head.assign(std::size_t(k.heads), 0);
   s.planned_per_head.assign(std::size_t(k.heads), 0);

@@ -1,0 +1,58 @@
+// liteattn: the command-line program over the core (demo, verify, bench).
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli_args.hpp"
+#include "commands.hpp"
+#include "liteattn/error.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: liteattn <command> [options]
+
+commands:
+  demo    run the synthetic video workload's denoising trajectory with LiteAttention and a
+          dense reference at every step; print sparsity, error and time per step
+          [--backend auto|cpu|cuda] [--threshold T | --schedule FILE] [--steps N]
+          [--preset default|wan13b-480p|wan14b-480p|wan14b-720p] [--seed S] [--warmup N]
+          [--criterion running|previous] [--order descending|alternate|diagonal_first]
+          [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--png FILE.png]
+          [--png-head H]
+  verify  random shapes (odd lengths included), every available backend against the CPU
+          reference and an fp64 dense reference; exits 1 on any failure
+          [--backend all|cpu|cuda] [--cases N] [--seed S]
+  bench   dense vs sparse timing for a backend and shape
+          [--backend auto|cpu|cuda] [--batch B] [--len L] [--heads H] [--head-dim D]
+          [--sparsity S] [--repeats N] [--dtype bf16|fp16|fp32] [--out FILE.json]
+
+Bad arguments print one line naming the argument and exit with code 2.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "demo") return liteattn::cli::run_demo(args);
+    if (command == "verify") return liteattn::cli::run_verify(args);
+    if (command == "bench") return liteattn::cli::run_bench(args);
+    std::fprintf(stderr, "liteattn: unknown command '%s' (expected demo, verify or bench)\n", command.c_str());
+    return 2;
+  } catch (const liteattn::cli::UsageError& e) {
+    std::fprintf(stderr, "liteattn %s: %s\n", command.c_str(), e.what());
+    return 2;
+  } catch (const liteattn::ArgumentError& e) {
+    std::fprintf(stderr, "liteattn %s: %s\n", command.c_str(), e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "liteattn %s: error: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+}
