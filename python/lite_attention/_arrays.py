@@ -1,0 +1,253 @@
+"""Array-library adapters: NumPy, PyTorch and CuPy (anything else with DLPack is rejected with a
+clear TypeError). Each adapter allocates outputs and skip-state buffers with the input's own
+library, on the input's device, and knows which CUDA stream a call should run on.
+
+The binding (``_ext``) only ever sees views of these arrays; it never allocates.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+# dtype names as the C++ core spells them
+F32, BF16, F16 = "float32", "bfloat16", "float16"
+
+
+class ArrayLib:
+    name = "?"
+
+    def owns(self, x: Any) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # --- description -------------------------------------------------------------------
+    def dtype_name(self, x) -> str | None:
+        """float32 / bfloat16 / float16, or None for any other dtype."""
+        raise NotImplementedError
+
+    def dtype_repr(self, x) -> str:
+        return str(x.dtype)
+
+    def device(self, x) -> tuple[str, int]:
+        """('cpu', 0) or ('cuda', ordinal)."""
+        raise NotImplementedError
+
+    def strides(self, x) -> tuple[int, ...]:
+        """Strides in elements."""
+        raise NotImplementedError
+
+    # --- allocation on x's device --------------------------------------------------------
+    def empty(self, shape, dtype: str, like): raise NotImplementedError
+    def empty_u32(self, n: int, like): raise NotImplementedError
+    def zeros_i64(self, n: int, like): raise NotImplementedError
+
+    # --- misc -------------------------------------------------------------------------
+    def stream(self, x) -> int:
+        """The CUDA stream handle a call on x runs on (0 for CPU arrays)."""
+        return 0
+
+    def export(self, x):
+        """What the binding receives for x (the array itself, or a DLPack capsule)."""
+        return x
+
+    def to_numpy(self, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def copy(self, x):
+        return x.copy()
+
+    def add_(self, acc, x):
+        """acc += x (acc int64, x a 32-bit state buffer)."""
+        raise NotImplementedError
+
+    def cast(self, x, dtype: str):
+        raise NotImplementedError
+
+
+class NumpyLib(ArrayLib):
+    name = "numpy"
+
+    def owns(self, x):
+        return isinstance(x, np.ndarray)
+
+    def dtype_name(self, x):
+        d = x.dtype
+        if d == np.float32:
+            return F32
+        if d == np.float16:
+            return F16
+        if d.name == "bfloat16":  # ml_dtypes.bfloat16 exports as DLPack bfloat16
+            return BF16
+        return None
+
+    def device(self, x):
+        return ("cpu", 0)
+
+    def strides(self, x):
+        return tuple(s // x.itemsize for s in x.strides)
+
+    def _np_dtype(self, dtype):
+        if dtype == BF16:
+            import ml_dtypes  # only reached when the input already was ml_dtypes.bfloat16
+
+            return ml_dtypes.bfloat16
+        return np.dtype(dtype)
+
+    def empty(self, shape, dtype, like):
+        return np.empty(shape, dtype=self._np_dtype(dtype))
+
+    def empty_u32(self, n, like):
+        return np.empty(n, dtype=np.uint32)
+
+    def zeros_i64(self, n, like):
+        return np.zeros(n, dtype=np.int64)
+
+    def to_numpy(self, x):
+        return x
+
+    def add_(self, acc, x):
+        acc += x
+
+    def cast(self, x, dtype):
+        return x.astype(self._np_dtype(dtype))
+
+
+class TorchLib(ArrayLib):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self._dtypes = {torch.float32: F32, torch.bfloat16: BF16, torch.float16: F16}
+        self._back = {v: k for k, v in self._dtypes.items()}
+
+    def owns(self, x):
+        return isinstance(x, self.torch.Tensor)
+
+    def dtype_name(self, x):
+        return self._dtypes.get(x.dtype)
+
+    def device(self, x):
+        d = x.device
+        if d.type == "cuda":
+            return ("cuda", d.index if d.index is not None else 0)
+        return (d.type, d.index or 0)
+
+    def strides(self, x):
+        return tuple(x.stride())
+
+    def empty(self, shape, dtype, like):
+        return self.torch.empty(shape, dtype=self._back[dtype], device=like.device)
+
+    def empty_u32(self, n, like):
+        # int32 carries the same bits as the core's uint32 and has full operator support in torch.
+        return self.torch.empty(n, dtype=self.torch.int32, device=like.device)
+
+    def zeros_i64(self, n, like):
+        return self.torch.zeros(n, dtype=self.torch.int64, device=like.device)
+
+    def stream(self, x):
+        if x.device.type == "cuda":
+            return int(self.torch.cuda.current_stream(x.device).cuda_stream)
+        return 0
+
+    def export(self, x):
+        # A plain DLPack capsule: Tensor.__dlpack__() without a stream argument would make the
+        # legacy default stream wait on the current one, which is illegal during CUDA graph
+        # capture. Calls run on the stream passed explicitly instead.
+        return self.torch.utils.dlpack.to_dlpack(x)
+
+    def to_numpy(self, x):
+        return x.detach().cpu().numpy()
+
+    def copy(self, x):
+        return x.clone()
+
+    def add_(self, acc, x):
+        acc.add_(x)
+
+    def cast(self, x, dtype):
+        return x.to(self._back[dtype])
+
+
+class CupyLib(ArrayLib):
+    name = "cupy"
+
+    def __init__(self):
+        import cupy
+
+        self.cp = cupy
+
+    def owns(self, x):
+        return isinstance(x, self.cp.ndarray)
+
+    def dtype_name(self, x):
+        d = x.dtype
+        if d == np.float32:
+            return F32
+        if d == np.float16:
+            return F16
+        return None
+
+    def device(self, x):
+        return ("cuda", int(x.device.id))
+
+    def strides(self, x):
+        return tuple(s // x.itemsize for s in x.strides)
+
+    def empty(self, shape, dtype, like):
+        with like.device:
+            return self.cp.empty(shape, dtype=np.dtype(dtype))
+
+    def empty_u32(self, n, like):
+        with like.device:
+            return self.cp.empty(n, dtype=self.cp.uint32)
+
+    def zeros_i64(self, n, like):
+        with like.device:
+            return self.cp.zeros(n, dtype=self.cp.int64)
+
+    def stream(self, x):
+        return int(self.cp.cuda.get_current_stream().ptr)
+
+    def to_numpy(self, x):
+        return self.cp.asnumpy(x)
+
+    def add_(self, acc, x):
+        acc += x
+
+    def cast(self, x, dtype):
+        return x.astype(np.dtype(dtype))
+
+
+_NUMPY = NumpyLib()
+_torch_lib: TorchLib | None = None
+_cupy_lib: CupyLib | None = None
+
+
+def torch_lib() -> TorchLib | None:
+    global _torch_lib
+    if _torch_lib is None and "torch" in sys.modules:
+        _torch_lib = TorchLib()
+    return _torch_lib
+
+
+def lib_of(x: Any, name: str = "query") -> ArrayLib:
+    """The adapter for x's array library; TypeError for anything else."""
+    global _cupy_lib
+    if isinstance(x, np.ndarray):
+        return _NUMPY
+    t = torch_lib()
+    if t is not None and t.owns(x):
+        return t
+    if "cupy" in sys.modules:
+        if _cupy_lib is None:
+            _cupy_lib = CupyLib()
+        if _cupy_lib.owns(x):
+            return _cupy_lib
+    raise TypeError(
+        f"{name}: expected a torch.Tensor, numpy.ndarray or cupy.ndarray of shape (B, L, H, D), "
+        f"got {type(x).__module__}.{type(x).__qualname__}"
+    )

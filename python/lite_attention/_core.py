@@ -1,0 +1,365 @@
+"""The layer between the public classes and the binding: input checks with the Python names
+(query / key / value), the skip-state buffers (allocated with the input's array library), and
+one call path per library (NumPy and CuPy call the binding directly; torch goes through the
+torch.library ops in _torch_ops so that torch.compile and CUDA graphs see one opaque op).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _ext
+from ._arrays import ArrayLib, lib_of, torch_lib
+from ._ranges import Ranges, flatten
+
+CRITERIA = ("running", "previous")
+ORDERS = ("descending", "alternate", "diagonal_first")
+_DTYPES = ("float32", "bfloat16", "float16")
+
+# Tile shape per (head dim, dtype), from the C++ core once at import, so that the state layout
+# is pure Python (torch.compile traces it without leaving the graph).
+_TILES = {(d, t): tuple(_ext.tile_shape(d, t)) for t in _DTYPES for d in range(1, 513)}
+
+
+def tile_shape(head_dim: int, dtype: str) -> Tuple[int, int]:
+    return _TILES.get((head_dim, dtype)) or tuple(_ext.tile_shape(head_dim, dtype))
+
+
+def check_option(value: str, allowed: Sequence[str], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+    return value
+
+
+# --- input checks ---------------------------------------------------------------------------
+def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
+    """Checks what the Python layer can name best; the C++ core checks everything again.
+    Returns the dtype name."""
+    qn, kn, vn = names
+    for x, n in ((k, kn), (v, vn)):
+        if not lib.owns(x):
+            raise TypeError(
+                f"{n}: expected a {lib.name} array like {qn}, got {type(x).__module__}.{type(x).__qualname__}"
+            )
+    for x, n in ((q, qn), (k, kn), (v, vn)):
+        if x.ndim != 4:
+            raise ValueError(f"{n}: expected rank 4 (batch, seq_len, heads, head_dim), got shape {tuple(x.shape)}")
+    dtype = lib.dtype_name(q)
+    if dtype is None:
+        raise TypeError(f"{qn}: expected dtype bfloat16, float16 or float32, got {lib.dtype_repr(q)}")
+    for x, n in ((k, kn), (v, vn)):
+        if lib.dtype_name(x) != dtype:
+            raise TypeError(f"{n}: expected dtype {dtype} (as {qn}), got {lib.dtype_repr(x)}")
+    dev = lib.device(q)
+    if dev[0] not in ("cpu", "cuda"):
+        raise ValueError(f"{qn}: expected a CPU or CUDA tensor, got device {dev[0]}")
+    for x, n in ((k, kn), (v, vn)):
+        if lib.device(x) != dev:
+            raise ValueError(f"{n}: expected device {_dev_str(dev)} (as {qn}), got {_dev_str(lib.device(x))}")
+    B, Lq, H, D = q.shape
+    if k.shape[0] != B or k.shape[3] != D:
+        raise ValueError(
+            f"{kn}: expected shape (B, Lk, Hkv, D) with B = {B} and D = {D} as {qn}, got {tuple(k.shape)}"
+        )
+    if tuple(v.shape) != tuple(k.shape):
+        raise ValueError(f"{vn}: expected the shape of {kn} {tuple(k.shape)}, got {tuple(v.shape)}")
+    if H % k.shape[2] != 0:
+        raise ValueError(f"{kn}: expected a head count dividing {qn}'s {H} heads (GQA), got {k.shape[2]}")
+    if dev[0] == "cuda":
+        if dtype == "float32":
+            raise TypeError(f"{qn}: expected bfloat16 or float16 on CUDA, got float32")
+        if D not in (64, 128):
+            raise ValueError(f"{qn}: expected head_dim 64 or 128 on CUDA, got {D}")
+    elif D > 512:
+        raise ValueError(f"{qn}: expected head_dim <= 512, got {D}")
+    for x, n in ((q, qn), (k, kn), (v, vn)):
+        if x.shape[3] != 1 and lib.strides(x)[3] != 1:
+            raise ValueError(
+                f"{n}: expected a unit stride in the last (head_dim) dimension, got strides {lib.strides(x)} "
+                f"(call .contiguous() / numpy.ascontiguousarray)"
+            )
+    return dtype
+
+
+def check_scale(scale) -> Optional[float]:
+    if scale is None:
+        return None
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale: expected a positive number or None, got {scale!r}") from None
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError(f"scale: expected a finite positive number or None (1/sqrt(head_dim)), got {scale!r}")
+    return s
+
+
+def _dev_str(dev) -> str:
+    return "cpu" if dev[0] == "cpu" else f"{dev[0]}:{dev[1]}"
+
+
+# --- state layout ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StateKey:
+    """Everything a skip mask's meaning depends on (C++ liteattn::StateKey)."""
+
+    batch: int
+    len_q: int
+    heads: int
+    head_dim: int
+    len_k: int
+    dtype: str
+    device: Tuple[str, int]
+    tile: Tuple[int, int]
+    with_row_max: bool
+
+    @property
+    def q_tiles(self) -> int:
+        return -(-self.len_q // self.tile[0])
+
+    @property
+    def k_tiles(self) -> int:
+        return -(-self.len_k // self.tile[1])
+
+    @property
+    def words_per_row(self) -> int:
+        return -(-self.k_tiles // 32)
+
+    @property
+    def rows(self) -> int:
+        return self.batch * self.heads * self.q_tiles
+
+    def sizes(self) -> dict:
+        """Element counts of mask, row_visits, row_max, kept (as the C++ StateKey)."""
+        return {
+            "mask": 2 * self.rows * self.words_per_row,
+            "row_visits": self.rows,
+            "row_max": self.batch * self.heads * self.len_q if self.with_row_max else 0,
+            "kept": self.batch * self.heads,
+        }
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * sum(self.sizes().values())
+
+    def describe(self) -> str:
+        return (
+            f"B={self.batch} H={self.heads} Lq={self.len_q} Lk={self.len_k} D={self.head_dim} {self.dtype} "
+            f"on {_dev_str(self.device)} tiles {self.tile[0]}x{self.tile[1]}" + (" with row max" if self.with_row_max else "")
+        )
+
+
+def state_key(q_shape, k_shape, dtype: str, device, criterion: str, cpu_tile=None) -> StateKey:
+    B, Lq, H, D = (int(s) for s in q_shape)
+    Lk = int(k_shape[1])
+    tile = tuple(cpu_tile) if (cpu_tile is not None and device[0] == "cpu") else tile_shape(D, dtype)
+    return StateKey(B, Lq, H, D, Lk, dtype, tuple(device), tile, criterion == "previous")
+
+
+def state_layout(batch, len_q, heads, head_dim, len_k=None, dtype="bfloat16", device="cuda", criterion="running",
+                 cpu_tile=None) -> dict:
+    """The C++ core's StateKey for a call (sizes of the state buffers), as a dict."""
+    dev = device if isinstance(device, tuple) else (str(device).split(":")[0], int(str(device).split(":")[1]) if ":" in str(device) else 0)
+    return _ext.state_layout(batch, len_q, heads, head_dim, len_q if len_k is None else len_k, dtype, dev[0], dev[1],
+                             criterion, None if cpu_tile is None else tuple(cpu_tile))
+
+
+# --- skip state -----------------------------------------------------------------------------
+@dataclass
+class SkipStats:
+    """Counts read from one skip state (method.md section 4)."""
+
+    calls: int = 0  # calls that updated the state since its last reset
+    tiles_per_head: int = 0  # B * nq * nk
+    computed_per_head: List[int] = field(default_factory=list)  # last call
+    planned_per_head: List[int] = field(default_factory=list)  # what the next call reads
+    cumulative_computed_per_head: List[int] = field(default_factory=list)  # all calls since reset
+
+    @property
+    def heads(self) -> int:
+        return len(self.computed_per_head)
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of key tiles the last call skipped."""
+        total = self.tiles_per_head * self.heads
+        return 1.0 - sum(self.computed_per_head) / total if total and self.calls else 0.0
+
+    @property
+    def head_sparsity(self) -> List[float]:
+        if not self.calls or not self.tiles_per_head:
+            return [0.0] * self.heads
+        return [1.0 - c / self.tiles_per_head for c in self.computed_per_head]
+
+    @property
+    def cumulative_sparsity(self) -> float:
+        """Fraction of key tiles skipped over every call since the last reset."""
+        total = self.tiles_per_head * self.heads * self.calls
+        return 1.0 - sum(self.cumulative_computed_per_head) / total if total else 0.0
+
+    @property
+    def next_sparsity(self) -> float:
+        """Fraction of key tiles the next call's read mask skips (before must_do / must_skip)."""
+        total = self.tiles_per_head * self.heads
+        return 1.0 - sum(self.planned_per_head) / total if total else 0.0
+
+    def __repr__(self):
+        return (
+            f"SkipStats(calls={self.calls}, sparsity={self.sparsity:.4f}, cumulative_sparsity="
+            f"{self.cumulative_sparsity:.4f}, next_sparsity={self.next_sparsity:.4f}, heads={self.heads})"
+        )
+
+
+class SkipState:
+    """One double-buffered skip state (method.md section 4), owned by the caller: one per
+    (attention layer, CFG branch, KV split). Its buffers are arrays of the input's library, on the
+    input's device: mask (2 * rows * words uint32), row_visits (rows), row_max (B*H*Lq float32,
+    the 'previous' criterion only), kept (B*H) and cumulative (B*H int64, for statistics)."""
+
+    def __init__(self):
+        self.key: Optional[StateKey] = None
+        self.lib: Optional[ArrayLib] = None
+        self.mask = self.row_visits = self.row_max = self.kept = self.cumulative = None
+
+    @property
+    def shaped(self) -> bool:
+        return self.key is not None
+
+    def buffers(self):
+        return (self.mask, self.row_visits, self.row_max, self.kept)
+
+    @staticmethod
+    def allocate(lib: ArrayLib, key: StateKey, like) -> "SkipState":
+        s = SkipState()
+        sizes = key.sizes()
+        s.key, s.lib = key, lib
+        s.mask = lib.empty_u32(sizes["mask"], like)
+        s.row_visits = lib.empty_u32(sizes["row_visits"], like)
+        s.kept = lib.empty_u32(sizes["kept"], like)
+        s.row_max = lib.empty((sizes["row_max"],), "float32", like) if key.with_row_max else None
+        s.cumulative = lib.zeros_i64(sizes["kept"], like)
+        return s
+
+    def adopt(self, other: "SkipState") -> None:
+        self.key, self.lib = other.key, other.lib
+        self.mask, self.row_visits, self.row_max, self.kept = other.buffers()
+        self.cumulative = other.cumulative
+
+    def clone(self) -> "SkipState":
+        s = SkipState()
+        if self.shaped:
+            s.key, s.lib = self.key, self.lib
+            c = self.lib.copy
+            s.mask, s.row_visits, s.kept, s.cumulative = c(self.mask), c(self.row_visits), c(self.kept), c(self.cumulative)
+            s.row_max = c(self.row_max) if self.row_max is not None else None
+        return s
+
+    def reset(self) -> None:
+        """Re-initialises the buffers in place (all tiles computed, no visits)."""
+        if not self.shaped:
+            return
+        k = self.key
+        lib = self.lib
+        t = torch_lib()
+        if t is not None and lib is t:
+            from . import _torch_ops
+
+            _torch_ops.reset(self)
+        else:
+            _ext.reset_state(k.batch, k.len_q, k.heads, k.head_dim, k.len_k, k.dtype, k.device[0], k.device[1],
+                             "previous" if k.with_row_max else "running", k.tile, self.mask, self.row_visits,
+                             self.row_max, self.kept, lib.stream(self.mask))
+        self.cumulative[...] = 0
+
+    def release(self) -> None:
+        self.__init__()
+
+    # --- inspection (copies to the host; not for the hot path) -----------------------------
+    def read_mask(self, newest: bool = True) -> np.ndarray:
+        """The mask the next call reads (newest=True) or the last call read, as a uint32 array of
+        shape (B, H, q_tiles, words): bit j of a row set = key tile j computed."""
+        k = self.key
+        if k is None:
+            return np.zeros((0,), np.uint32)
+        both = self.lib.to_numpy(self.mask).view(np.uint32).reshape(2, k.rows, k.words_per_row)
+        visits = self.lib.to_numpy(self.row_visits).view(np.uint32)
+        parity = (visits & 1).astype(np.int64)
+        pick = parity if newest else 1 - parity
+        rows = both[pick, np.arange(k.rows)]
+        return rows.reshape(k.batch, k.heads, k.q_tiles, k.words_per_row)
+
+    def tile_mask(self, newest: bool = True) -> np.ndarray:
+        """read_mask unpacked to booleans of shape (B, H, q_tiles, k_tiles)."""
+        k = self.key
+        words = self.read_mask(newest)
+        bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")
+        return bits[..., : k.k_tiles].astype(bool)
+
+    def stats(self) -> SkipStats:
+        k = self.key
+        if k is None:
+            return SkipStats()
+        kept = self.lib.to_numpy(self.kept).view(np.uint32).astype(np.int64).reshape(k.batch, k.heads)
+        cum = self.lib.to_numpy(self.cumulative).astype(np.int64).reshape(k.batch, k.heads)
+        visits = self.lib.to_numpy(self.row_visits).view(np.uint32)
+        planned = self.tile_mask(True).sum(axis=(0, 2, 3))
+        return SkipStats(
+            calls=int(visits[0]) if visits.size else 0,
+            tiles_per_head=k.batch * k.q_tiles * k.k_tiles,
+            computed_per_head=[int(x) for x in kept.sum(axis=0)],
+            planned_per_head=[int(x) for x in planned],
+            cumulative_computed_per_head=[int(x) for x in cum.sum(axis=0)],
+        )
+
+
+# --- the call ---------------------------------------------------------------------------------
+@dataclass
+class CallOptions:
+    scale: Optional[float] = None
+    enabled: bool = True
+    threshold: float = -10.0
+    criterion: str = "running"
+    order: str = "descending"
+    must_do: Ranges = field(default_factory=list)
+    must_skip: Ranges = field(default_factory=list)
+    dense_queries: Ranges = field(default_factory=list)
+    cpu_tile: Optional[Tuple[int, int]] = None
+    cpu_threads: int = 0
+
+
+def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool):
+    """Runs one attention call; returns (out, lse or None). On a new state key a fresh state is
+    allocated and initialised inside the call, and replaces `state`'s buffers only when the call
+    succeeds, so a rejected call leaves the state as it was."""
+    dtype = lib.dtype_name(q)
+    enabled = opts.enabled and state is not None
+    candidate = None
+    reset = False
+    if enabled:
+        key = state_key(q.shape, k.shape, dtype, lib.device(q), opts.criterion, opts.cpu_tile)
+        if state.key != key or state.lib is not lib:
+            candidate = SkipState.allocate(lib, key, q)
+            reset = True
+        use = candidate if candidate is not None else state
+    t = torch_lib()
+    if t is not None and lib is t:
+        from . import _torch_ops
+
+        out, lse = _torch_ops.forward(q, k, v, use if enabled else None, opts, enabled, reset, return_lse)
+        if not return_lse:
+            lse = None
+    else:
+        B, Lq, H, D = q.shape
+        out = lib.empty(tuple(q.shape), dtype, q)
+        lse = lib.empty((B, H, Lq), "float32", q) if return_lse else None
+        bufs = use.buffers() if enabled else (None, None, None, None)
+        _ext.forward(q, k, v, out, lse, *bufs, opts.scale, enabled, float(opts.threshold), opts.criterion,
+                     opts.order, opts.must_do, opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads,
+                     lib.stream(q), reset)
+    if enabled:
+        lib.add_(use.cumulative, use.kept)
+    if candidate is not None:
+        state.adopt(candidate)
+    return out, lse

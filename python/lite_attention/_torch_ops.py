@@ -1,0 +1,118 @@
+"""torch.library registration of the binding, so that torch.compile(fullgraph=True) traces a
+LiteAttention call as one opaque op (no graph break) and a call can be captured in a CUDA graph.
+
+Ops (namespace ``lite_attention``):
+  forward(q, k, v, mask!, row_visits!, row_max!, kept!, ...) -> (out, lse)
+      The skip-state buffers are mutable arguments (the op writes them); out and lse are new
+      tensors. lse is (B, H, Lq) float32 when return_lse, else an empty (0,) tensor.
+  reset_state(mask!, row_visits!, row_max!, kept!, ...) -> ()
+
+Each op has a CPU and a CUDA kernel (the same Python function calling the binding, on the
+caller's current CUDA stream) and a fake (meta) kernel for tracing. Nothing in a call
+synchronizes the device or flips host-side state: which mask buffer a row reads is decided by
+the row's own visit counter in device memory (skip_state.hpp), so a captured graph swaps the
+buffers correctly on every replay. Note what a CUDA graph does freeze: the host-side arguments of
+the captured call (threshold, skipping on/off, ranges), as for any kernel argument.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from . import _ext
+
+NAMESPACE = "lite_attention"
+
+_FORWARD_SCHEMA = (
+    "forward(Tensor q, Tensor k, Tensor v, Tensor(a!)? mask, Tensor(b!)? row_visits, Tensor(c!)? row_max, "
+    "Tensor(d!)? kept, float? scale, bool enabled, float threshold, str criterion, str order, int[] must_do, "
+    "int[] must_skip, int[] dense_queries, int[]? cpu_tile, int cpu_threads, bool reset, bool return_lse) "
+    "-> (Tensor, Tensor)"
+)
+_RESET_SCHEMA = (
+    "reset_state(Tensor(a!) mask, Tensor(b!) row_visits, Tensor(c!)? row_max, Tensor(d!) kept, int[] q_shape, "
+    "int len_k, str criterion, int[]? cpu_tile) -> ()"
+)
+
+
+
+def _capsule(t: Optional[torch.Tensor]):
+    # A plain DLPack capsule: no stream handshake with the legacy default stream (see _arrays.py).
+    return None if t is None else torch.utils.dlpack.to_dlpack(t)
+
+
+def _stream(t: torch.Tensor) -> int:
+    return int(torch.cuda.current_stream(t.device).cuda_stream) if t.device.type == "cuda" else 0
+
+
+def _pairs(flat: List[int]):
+    return list(zip(flat[0::2], flat[1::2]))
+
+
+def _forward_impl(q, k, v, mask, row_visits, row_max, kept, scale, enabled, threshold, criterion, order, must_do,
+                  must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+    B, Lq, H, D = q.shape
+    out = torch.empty((B, Lq, H, D), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32, device=q.device)
+    _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse) if return_lse else None,
+                 _capsule(mask), _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled,
+                 float(threshold), criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries),
+                 None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
+    return out, lse
+
+
+def _forward_fake(q, k, v, mask, row_visits, row_max, kept, scale, enabled, threshold, criterion, order, must_do,
+                  must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+    B, Lq, H, D = q.shape
+    out = q.new_empty((B, Lq, H, D))
+    lse = q.new_empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32)
+    return out, lse
+
+
+def _define():
+    lib = torch.library.Library(NAMESPACE, "FRAGMENT")
+    lib.define(_FORWARD_SCHEMA)
+    lib.define(_RESET_SCHEMA)
+    for key in ("CPU", "CUDA"):
+        lib.impl("forward", _forward_impl, key)
+        lib.impl("reset_state", _reset_state_impl, key)
+    torch.library.register_fake(f"{NAMESPACE}::forward", _forward_fake, lib=lib)
+    torch.library.register_fake(f"{NAMESPACE}::reset_state", lambda *a: None, lib=lib)
+    return lib
+
+
+def _reset_state_impl(mask, row_visits, row_max, kept, q_shape, len_k, criterion, cpu_tile):
+    # q_shape = (B, Lq, H, D, dtype index into _DTYPE_ORDER): the state key's dtype matters
+    # through the tile shape (tile_shape(head_dim, dtype)).
+    B, Lq, H, D, dtype_index = q_shape
+    device = mask.device
+    _ext.reset_state(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
+                     device.index if device.index is not None else 0, criterion,
+                     None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
+                     _capsule(row_max), _capsule(kept), _stream(mask))
+
+
+_DTYPE_ORDER = ("float32", "bfloat16", "float16")
+_LIB = _define()
+
+
+def forward(q, k, v, state, opts, enabled: bool, reset: bool, return_lse: bool):
+    """Calls torch.ops.lite_attention.forward with a state (or None) and CallOptions."""
+    if enabled:
+        mask, row_visits, row_max, kept = state.buffers()
+    else:
+        mask = row_visits = row_max = kept = None
+    flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
+    return torch.ops.lite_attention.forward(
+        q, k, v, mask, row_visits, row_max, kept, opts.scale, enabled, float(opts.threshold), opts.criterion,
+        opts.order, flat(opts.must_do), flat(opts.must_skip), flat(opts.dense_queries),
+        None if opts.cpu_tile is None else list(opts.cpu_tile), int(opts.cpu_threads), reset, return_lse)
+
+
+def reset(state) -> None:
+    k = state.key
+    torch.ops.lite_attention.reset_state(
+        state.mask, state.row_visits, state.row_max, state.kept,
+        [k.batch, k.len_q, k.heads, k.head_dim, _DTYPE_ORDER.index(k.dtype)], k.len_k,
+        "previous" if k.with_row_max else "running", None if k.tile is None else list(k.tile))

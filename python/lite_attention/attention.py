@@ -1,0 +1,274 @@
+"""The drop-in API: LiteAttention (upstream-compatible) and SeqParallelLiteAttention."""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Hashable, Optional, Sequence, Tuple, Union
+
+from ._arrays import lib_of
+from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_option, check_qkv, check_scale, run
+from ._ranges import normalize_ranges
+from .schedule import ThresholdSchedule, check_threshold
+
+DEFAULT_THRESHOLD = -10.0
+DEFAULT_BRANCH = "default"
+
+
+class LiteAttention:
+    """Temporal sparse attention with a skip state that carries over between calls.
+
+    Upstream-compatible construction and call::
+
+        attn = LiteAttention(enable_skipping=True, threshold=-10.0)
+        out = attn(query, key, value)                       # (B, L, H, D) in, (B, L, H, D) out
+        out, lse = attn(query, key, value, return_softmax_lse=True)
+
+    Create one instance per attention layer. Arrays may be torch tensors (CPU or CUDA), NumPy
+    arrays or CuPy arrays; the output is of the input's kind, on its device.
+
+    Args beyond upstream (keyword only):
+        schedule: a ThresholdSchedule (per-step thresholds, warm-up steps); overrides threshold.
+        criterion: 'running' (the paper's skip test) or 'previous' (compare with the row's final
+            max of the previous call).
+        order: key-tile visit order: 'descending', 'alternate' or 'diagonal_first'.
+        dense_queries: query token ranges that always run dense (e.g. text tokens).
+        auto_step: advance ``step`` by itself (see ``step``); False leaves it to the caller.
+        cpu_tile: (rows, cols) tile shape of the CPU reference (default: the GPU kernel's).
+        cpu_threads: CPU worker threads (0: all cores).
+    Accepted for upstream compatibility and ignored: max_batch_size (states are sized per
+    call), reverse_skip_list. use_int8=True warns and runs in the input dtype.
+    """
+
+    def __init__(self, enable_skipping: bool = True, threshold: Optional[float] = DEFAULT_THRESHOLD,
+                 max_batch_size: Optional[int] = None, reverse_skip_list: Optional[bool] = None,
+                 use_int8: bool = False, *, schedule: Optional[ThresholdSchedule] = None,
+                 criterion: str = "running", order: str = "descending", dense_queries=None,
+                 auto_step: bool = True, cpu_tile: Optional[Tuple[int, int]] = None, cpu_threads: int = 0):
+        self._enabled = bool(enable_skipping)
+        if schedule is not None:
+            if not isinstance(schedule, ThresholdSchedule):
+                raise TypeError(f"schedule: expected a ThresholdSchedule, got {type(schedule).__name__}")
+            self._schedule = schedule
+        else:
+            self._schedule = ThresholdSchedule.constant(
+                check_threshold(DEFAULT_THRESHOLD if threshold is None else threshold))
+        self.criterion = check_option(criterion, CRITERIA, "criterion")
+        self.order = check_option(order, ORDERS, "order")
+        self._dense_queries = dense_queries
+        if cpu_tile is not None:
+            if len(cpu_tile) != 2 or not all(isinstance(x, int) and 1 <= x <= 4096 for x in cpu_tile):
+                raise ValueError(f"cpu_tile: expected (rows, cols) with 1 <= rows, cols <= 4096, got {cpu_tile!r}")
+            cpu_tile = (int(cpu_tile[0]), int(cpu_tile[1]))
+        self.cpu_tile = cpu_tile
+        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 0:
+            raise ValueError(f"cpu_threads: expected an integer >= 0, got {cpu_threads!r}")
+        self.cpu_threads = cpu_threads
+        if use_int8:
+            warnings.warn("LiteAttention(use_int8=True): INT8 QK is not implemented in this build; "
+                          "running in the input dtype", RuntimeWarning, stacklevel=2)
+        self.auto_step = bool(auto_step)
+        self._states: Dict[Hashable, SkipState] = {}
+        self._step = 0
+        self._ran: set = set()  # branches that already ran at the current step
+        self._last_branch: Optional[Hashable] = None
+
+    # --- upstream API -------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """The threshold of the current step (log2 units, <= 0)."""
+        return self._schedule.threshold(self._step)
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.set_threshold(value)
+
+    def set_threshold(self, threshold: float) -> None:
+        """One threshold for every step (replaces a schedule). Must be <= 0."""
+        self._schedule = ThresholdSchedule.constant(check_threshold(threshold))
+
+    def enable_skip_optimization(self, enable: bool = True) -> None:
+        """enable=False: plain dense attention; skip states are kept for later."""
+        self._enabled = bool(enable)
+
+    @property
+    def enable_skipping(self) -> bool:
+        return self._enabled
+
+    def reset_skip_state(self, branch: Optional[Hashable] = None) -> None:
+        """Resets the skip state of one branch, or of every branch (branch=None), and the step."""
+        if branch is None:
+            for s in self._states.values():
+                s.reset()
+            self.step = 0
+        elif branch in self._states:
+            self._states[branch].reset()
+
+    # --- schedule and step --------------------------------------------------------------
+    @property
+    def schedule(self) -> ThresholdSchedule:
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, schedule: ThresholdSchedule) -> None:
+        if not isinstance(schedule, ThresholdSchedule):
+            raise TypeError(f"schedule: expected a ThresholdSchedule, got {type(schedule).__name__}")
+        self._schedule = schedule
+
+    @property
+    def step(self) -> int:
+        """The denoising step: the step of the last call, or the one the next call uses once set.
+        With auto_step, a call on a branch that already ran at the current step first advances
+        the step; so one call per step, or one call per branch per step (CFG), both count steps.
+        Setting it makes the next calls (of every branch) use that step."""
+        return self._step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"step: expected an integer >= 0, got {value!r}")
+        self._step = int(value)
+        self._ran = set()
+
+    def _advance(self, branch: Hashable) -> int:
+        if self.auto_step and branch in self._ran:
+            self._step += 1
+            self._ran = set()
+        self._ran.add(branch)
+        return self._step
+
+    # --- statistics ---------------------------------------------------------------------
+    @property
+    def stats(self) -> SkipStats:
+        """Sparsity of the last call's branch: last call, per head, cumulative (copies to host)."""
+        return self.stats_for(self._last_branch)
+
+    def stats_for(self, branch: Optional[Hashable] = None) -> SkipStats:
+        state = self._states.get(DEFAULT_BRANCH if branch is None else branch)
+        return state.stats() if state is not None else SkipStats()
+
+    def state(self, branch: Optional[Hashable] = None) -> Optional[SkipState]:
+        """The SkipState of a branch (None before its first skipping call)."""
+        return self._states.get(DEFAULT_BRANCH if branch is None else branch)
+
+    @property
+    def branches(self):
+        return list(self._states)
+
+    # --- the call -----------------------------------------------------------------------
+    def __call__(self, query, key, value, scale: Optional[float] = None, return_softmax_lse: bool = False,
+                 must_do_list=None, must_skip_list=None, *, branch: Optional[Hashable] = None,
+                 dense_queries=None):
+        return self._call(query, key, value, scale, return_softmax_lse, must_do_list, must_skip_list,
+                          DEFAULT_BRANCH if branch is None else branch, dense_queries, step_key=None)
+
+    forward = __call__
+
+    def _call(self, query, key, value, scale, return_softmax_lse, must_do_list, must_skip_list, branch,
+              dense_queries, step_key):
+        lib = lib_of(query, "query")
+        check_qkv(lib, query, key, value)
+        Lq, Lk = query.shape[1], key.shape[1]
+        opts = CallOptions(
+            scale=check_scale(scale),
+            criterion=self.criterion,
+            order=self.order,
+            must_do=normalize_ranges(must_do_list, Lk, "must_do_list", "key seq_len"),
+            must_skip=normalize_ranges(must_skip_list, Lk, "must_skip_list", "key seq_len"),
+            dense_queries=normalize_ranges(self._dense_queries if dense_queries is None else dense_queries, Lq,
+                                           "dense_queries", "query seq_len"),
+            cpu_tile=self.cpu_tile,
+            cpu_threads=self.cpu_threads,
+        )
+        for a, b in opts.must_do:
+            for c, d in opts.must_skip:
+                if a < d and c < b:
+                    raise ValueError(f"must_skip_list: range [{c}, {d}) overlaps must_do_list range [{a}, {b})")
+        if not isinstance(branch, Hashable):
+            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
+        step = self._peek_step(branch if step_key is None else step_key)
+        enabled, threshold = self._schedule(step)
+        opts.enabled = self._enabled and enabled
+        opts.threshold = threshold
+        state = None
+        if opts.enabled:
+            state = self._states.get(branch)
+            if state is None:
+                state = SkipState()
+        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse))
+        # Only a call that ran changes the instance (a rejected call leaves it as it was).
+        if state is not None:
+            self._states[branch] = state
+        self._advance(branch if step_key is None else step_key)
+        self._last_branch = branch
+        return (out, lse) if return_softmax_lse else out
+
+    def _peek_step(self, branch: Hashable) -> int:
+        return self._step + 1 if (self.auto_step and branch in self._ran) else self._step
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(enable_skipping={self._enabled}, schedule={self._schedule!r}, "
+                f"criterion={self.criterion!r}, order={self.order!r}, step={self._step}, branches={self.branches})")
+
+
+class SeqParallelLiteAttention(LiteAttention):
+    """KV-split (ring / sequence) parallelism: one skip state per KV split, results merged by LSE.
+
+    Upstream-compatible call, one split at a time (e.g. one per rank)::
+
+        attn = SeqParallelLiteAttention(num_nodes=8)
+        out = attn(query, key_split, value_split, split_idx)            # partial result
+        out, lse = attn(query, key_split, value_split, split_idx, return_softmax_lse=True)
+
+    Partial results over disjoint key sets combine with ``merge_attention(outs, lses)``.
+    ``attn.all_splits(query, key, value)`` runs every split locally and merges.
+    """
+
+    def __init__(self, num_nodes: Optional[int] = None, enable_skipping: bool = True,
+                 max_batch_size: Optional[int] = None, use_int8: bool = False, *,
+                 num_splits: Optional[int] = None, threshold: Optional[float] = DEFAULT_THRESHOLD, **kwargs):
+        n = num_splits if num_splits is not None else num_nodes
+        if n is None:
+            raise TypeError("SeqParallelLiteAttention: expected num_nodes (or num_splits)")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_splits: expected an integer >= 1, got {n!r}")
+        super().__init__(enable_skipping=enable_skipping, threshold=threshold, max_batch_size=max_batch_size,
+                         use_int8=use_int8, **kwargs)
+        self.num_splits = n
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_splits
+
+    def __call__(self, query, key, value, split_idx: int, scale: Optional[float] = None,
+                 return_softmax_lse: bool = False, must_do_list=None, must_skip_list=None, *,
+                 branch: Optional[Hashable] = None, dense_queries=None):
+        if isinstance(split_idx, bool) or not isinstance(split_idx, int) or not 0 <= split_idx < self.num_splits:
+            raise ValueError(f"split_idx: expected an integer in [0, {self.num_splits}), got {split_idx!r}")
+        b = DEFAULT_BRANCH if branch is None else branch
+        return self._call(query, key, value, scale, return_softmax_lse, must_do_list, must_skip_list,
+                          (b, split_idx), dense_queries, step_key=(b, split_idx))
+
+    forward = __call__
+
+    def stats_for(self, branch: Optional[Hashable] = None, split_idx: Optional[int] = None) -> SkipStats:
+        if split_idx is None and isinstance(branch, tuple):
+            return super().stats_for(branch)
+        b = DEFAULT_BRANCH if branch is None else branch
+        return super().stats_for((b, 0 if split_idx is None else split_idx))
+
+    def all_splits(self, query, key, value, scale: Optional[float] = None, return_softmax_lse: bool = False, *,
+                   branch: Optional[Hashable] = None):
+        """Splits key/value along the sequence into num_splits contiguous parts, runs each with its
+        own state, and merges the partial results by their LSE."""
+        from .merge import merge_attention
+
+        Lk = key.shape[1]
+        if Lk < self.num_splits:
+            raise ValueError(f"key: expected seq_len >= num_splits = {self.num_splits}, got {Lk}")
+        bounds = [Lk * i // self.num_splits for i in range(self.num_splits + 1)]
+        outs, lses = [], []
+        for i in range(self.num_splits):
+            o, l = self(query, key[:, bounds[i]:bounds[i + 1]], value[:, bounds[i]:bounds[i + 1]], i, scale,
+                        True, branch=branch)
+            outs.append(o)
+            lses.append(l)
+        return merge_attention(outs, lses, return_lse=return_softmax_lse)

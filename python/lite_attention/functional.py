@@ -1,0 +1,31 @@
+"""Functional form over an explicit SkipState (for callers that manage states themselves)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ._arrays import lib_of
+from ._core import CRITERIA, ORDERS, CallOptions, SkipState, check_option, check_qkv, check_scale, run
+from ._ranges import normalize_ranges
+from .schedule import check_threshold
+
+
+def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = -10.0, scale: Optional[float] = None,
+              criterion: str = "running", order: str = "descending", must_do=None, must_skip=None,
+              dense_queries=None, return_lse: bool = False, cpu_tile=None, cpu_threads: int = 0):
+    """One attention call on (B, L, H, D) arrays. With a SkipState, the call reads and updates it
+    (the state is shaped, or reshaped and reset, as the inputs need); with state=None it is plain
+    dense attention. Returns out, or (out, lse) with lse float32 (B, H, Lq)."""
+    lib = lib_of(q, "q")
+    check_qkv(lib, q, k, v, names=("q", "k", "v"))
+    if state is not None and not isinstance(state, SkipState):
+        raise TypeError(f"state: expected a lite_attention.SkipState or None, got {type(state).__name__}")
+    opts = CallOptions(
+        scale=check_scale(scale), enabled=state is not None,
+        threshold=check_threshold(threshold) if state is not None else float(threshold),
+        criterion=check_option(criterion, CRITERIA, "criterion"), order=check_option(order, ORDERS, "order"),
+        must_do=normalize_ranges(must_do, k.shape[1], "must_do", "Lk"),
+        must_skip=normalize_ranges(must_skip, k.shape[1], "must_skip", "Lk"),
+        dense_queries=normalize_ranges(dense_queries, q.shape[1], "dense_queries", "Lq"),
+        cpu_tile=None if cpu_tile is None else tuple(cpu_tile), cpu_threads=cpu_threads)
+    out, lse = run(lib, q, k, v, state, opts, return_lse)
+    return (out, lse) if return_lse else out

@@ -1,0 +1,350 @@
+// The nanobind extension `lite_attention._ext`: a thin layer from DLPack tensors (NumPy, PyTorch,
+// CuPy, JAX, ... through nb::ndarray) to liteattn::AttentionArgs. It never links libtorch and
+// never allocates tensors: the Python layer allocates out, lse and the skip-state buffers with
+// the input's own array library and passes views here. CUDA work runs on the stream passed in.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "liteattn/liteattn.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using liteattn::ArgumentError;
+using Array = nb::ndarray<nb::ro>;  // read-only access is enough to describe any array
+using OptArray = std::optional<Array>;
+using Ranges = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+[[noreturn]] void fail(const std::string& argument, const std::string& message,
+                       ArgumentError::Kind kind = ArgumentError::Kind::value) {
+  throw ArgumentError(argument, message, kind);
+}
+
+std::string dtype_name(nb::dlpack::dtype t) {
+  const char* code = "?";
+  switch (static_cast<nb::dlpack::dtype_code>(t.code)) {
+    case nb::dlpack::dtype_code::Int: code = "int"; break;
+    case nb::dlpack::dtype_code::UInt: code = "uint"; break;
+    case nb::dlpack::dtype_code::Float: code = "float"; break;
+    case nb::dlpack::dtype_code::Bfloat: code = "bfloat"; break;
+    case nb::dlpack::dtype_code::Complex: code = "complex"; break;
+    case nb::dlpack::dtype_code::Bool: code = "bool"; break;
+    default: break;
+  }
+  return std::string(code) + std::to_string(t.bits);
+}
+
+liteattn::DType to_dtype(nb::dlpack::dtype t, const char* name) {
+  if (t.lanes == 1) {
+    if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 32) return liteattn::DType::f32;
+    if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 16) return liteattn::DType::f16;
+    if (t.code == uint8_t(nb::dlpack::dtype_code::Bfloat) && t.bits == 16) return liteattn::DType::bf16;
+  }
+  fail(name, "expected dtype bfloat16, float16 or float32, got " + dtype_name(t), ArgumentError::Kind::type);
+}
+
+liteattn::Device to_device(const Array& a, const char* name) {
+  switch (a.device_type()) {
+    case nb::device::cpu::value: return {liteattn::DeviceKind::cpu, 0};
+    case nb::device::cuda::value:
+    case nb::device::cuda_managed::value: return {liteattn::DeviceKind::cuda, a.device_id()};
+    default: break;
+  }
+  fail(name, "expected a CPU or CUDA array, got DLPack device type " + std::to_string(a.device_type()));
+}
+
+// A TensorView over any array of rank <= 4 with a supported floating dtype.
+liteattn::TensorView view_of(const Array& a, const char* name) {
+  if (a.ndim() > 4) fail(name, "expected rank 4 (B, L, H, D), got rank " + std::to_string(a.ndim()));
+  liteattn::TensorView t;
+  t.data = const_cast<void*>(a.data());
+  t.dtype = to_dtype(a.dtype(), name);
+  t.device = to_device(a, name);
+  t.rank = static_cast<int>(a.ndim());
+  for (int d = 0; d < t.rank; ++d) {
+    t.shape[d] = static_cast<std::int64_t>(a.shape(d));
+    t.stride[d] = a.stride(d);
+  }
+  // Dimensions of extent 1 may carry any stride; normalize the last one so that a (.., 1)
+  // head dim is not rejected for a meaningless stride.
+  if (t.rank > 0 && t.shape[t.rank - 1] == 1) t.stride[t.rank - 1] = 1;
+  return t;
+}
+
+std::vector<liteattn::TokenRange> to_ranges(const Ranges& ranges) {
+  std::vector<liteattn::TokenRange> out;
+  out.reserve(ranges.size());
+  for (const auto& [b, e] : ranges) out.push_back({b, e});
+  return out;
+}
+
+// The part of AttentionArgs that decides a state's key: shapes, dtype, device, tile, criterion.
+liteattn::AttentionArgs probe_args(std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim,
+                                   std::int64_t len_k, const std::string& dtype, const std::string& device_kind,
+                                   int device_index, const std::string& criterion,
+                                   std::optional<std::pair<int, int>> cpu_tile) {
+  liteattn::AttentionArgs args;
+  args.q.rank = 4;
+  args.q.shape = {batch, len_q, heads, head_dim};
+  args.q.dtype = liteattn::parse_dtype(dtype, "dtype");
+  if (device_kind == "cpu") args.q.device = {liteattn::DeviceKind::cpu, 0};
+  else if (device_kind == "cuda") args.q.device = {liteattn::DeviceKind::cuda, device_index};
+  else fail("device", "expected 'cpu' or 'cuda', got '" + device_kind + "'");
+  args.k.rank = 4;
+  args.k.shape = {batch, len_k, heads, head_dim};
+  args.skip.criterion = liteattn::parse_criterion(criterion, "criterion");
+  if (cpu_tile) args.cpu_tile = liteattn::TileShape{cpu_tile->first, cpu_tile->second};
+  return args;
+}
+
+nb::dict describe_key(const liteattn::StateKey& key) {
+  nb::dict d;
+  d["batch"] = key.batch;
+  d["heads"] = key.heads;
+  d["len_q"] = key.len_q;
+  d["len_k"] = key.len_k;
+  d["head_dim"] = key.head_dim;
+  d["dtype"] = std::string(liteattn::to_string(key.dtype));
+  d["device"] = liteattn::to_string(key.device);
+  d["tile"] = std::make_tuple(key.tile.m, key.tile.n);
+  d["with_row_max"] = key.with_row_max;
+  d["q_tiles"] = key.q_tiles();
+  d["k_tiles"] = key.k_tiles();
+  d["words_per_row"] = key.words_per_row();
+  d["rows"] = key.rows();
+  // Element counts of the four buffers (uint32, uint32, float32, uint32).
+  d["mask"] = std::int64_t(key.mask_bytes() / 4);
+  d["row_visits"] = std::int64_t(key.row_visits_bytes() / 4);
+  d["row_max"] = std::int64_t(key.row_max_bytes() / 4);
+  d["kept"] = std::int64_t(key.kept_bytes() / 4);
+  d["total_bytes"] = std::int64_t(key.total_bytes());
+  d["describe"] = key.describe();
+  return d;
+}
+
+// One state buffer: contiguous, of the expected element type and count, on the state's device.
+template <class T>
+T* state_buffer(const OptArray& a, const char* name, std::int64_t count, nb::dlpack::dtype want,
+                const liteattn::Device& device) {
+  if (!a) fail(name, "expected a state buffer of " + std::to_string(count) + " elements, got None", ArgumentError::Kind::type);
+  const Array& x = *a;
+  // uint32 buffers may also come as int32 (same bits; torch's uint32 has few operators).
+  const bool same_bits = want.code == uint8_t(nb::dlpack::dtype_code::UInt) && x.dtype() == nb::dtype<std::int32_t>();
+  if (x.dtype() != want && !same_bits)
+    fail(name, "expected dtype " + dtype_name(want) + ", got " + dtype_name(x.dtype()), ArgumentError::Kind::type);
+  if (std::int64_t(x.size()) != count)
+    fail(name, "expected " + std::to_string(count) + " elements for this state key, got " + std::to_string(x.size()));
+  std::int64_t step = 1;
+  for (int d = int(x.ndim()) - 1; d >= 0; --d) {
+    if (x.shape(d) != 1 && x.stride(d) != step) fail(name, "expected a contiguous buffer");
+    step *= std::int64_t(x.shape(d));
+  }
+  const liteattn::Device dev = to_device(x, name);
+  if (!(dev == device)) fail(name, "expected device " + liteattn::to_string(device) + " (as q), got " + liteattn::to_string(dev));
+  return static_cast<T*>(const_cast<void*>(x.data()));
+}
+
+liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray& mask, const OptArray& row_visits,
+                                   const OptArray& row_max, const OptArray& kept) {
+  liteattn::SkipStateView view;
+  view.key = key;
+  view.mask = state_buffer<std::uint32_t>(mask, "state.mask", std::int64_t(key.mask_bytes() / 4), nb::dtype<std::uint32_t>(), key.device);
+  view.row_visits = state_buffer<std::uint32_t>(row_visits, "state.row_visits", key.rows(), nb::dtype<std::uint32_t>(), key.device);
+  view.kept = state_buffer<std::uint32_t>(kept, "state.kept", key.batch * key.heads, nb::dtype<std::uint32_t>(), key.device);
+  if (key.with_row_max)
+    view.row_max = state_buffer<float>(row_max, "state.row_max", key.batch * key.heads * key.len_q, nb::dtype<float>(), key.device);
+  return view;
+}
+
+// The attention call. Buffers: out (B, Lq, H, D) like q; lse fp32 (B, H, Lq) or None; the skip
+// state's mask / row_visits / row_max / kept (None when skipping is disabled). With reset=True
+// the state is re-initialised (after every argument check passed) before the call reads it.
+void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
+             const OptArray& mask, const OptArray& row_visits, const OptArray& row_max, const OptArray& kept,
+             std::optional<double> scale, bool enabled, double threshold, const std::string& criterion,
+             const std::string& order, const Ranges& must_do, const Ranges& must_skip, const Ranges& dense_queries,
+             std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
+  liteattn::AttentionArgs args;
+  args.q = view_of(q, "q");
+  args.k = view_of(k, "k");
+  args.v = view_of(v, "v");
+  args.out = view_of(out, "out");
+  if (out.device_type() != nb::device::cpu::value && out.device_type() != nb::device::cuda::value &&
+      out.device_type() != nb::device::cuda_managed::value)
+    fail("out", "expected a CPU or CUDA array");
+  if (lse) {
+    const Array& l = *lse;
+    if (l.dtype() != nb::dtype<float>())
+      fail("lse", "expected dtype float32, got " + dtype_name(l.dtype()), ArgumentError::Kind::type);
+    args.lse = view_of(l, "lse");
+  }
+  if (scale) args.scale = static_cast<float>(*scale);
+  args.skip.enabled = enabled;
+  args.skip.threshold = static_cast<float>(threshold);
+  args.skip.criterion = liteattn::parse_criterion(criterion, "criterion");
+  args.skip.order = liteattn::parse_visit_order(order, "order");
+  args.must_do = to_ranges(must_do);
+  args.must_skip = to_ranges(must_skip);
+  args.dense_queries = to_ranges(dense_queries);
+  if (cpu_tile) args.cpu_tile = liteattn::TileShape{cpu_tile->first, cpu_tile->second};
+  args.cpu_threads = cpu_threads;
+  args.stream = reinterpret_cast<void*>(stream);
+
+  // Tensors, ranges and scale first (state_key needs valid shapes), then the state buffers.
+  liteattn::AttentionArgs without_state = args;
+  without_state.skip.enabled = false;
+  liteattn::validate(without_state);
+  if (enabled) {
+    if (std::isnan(threshold) || threshold > 0.0)
+      fail("threshold", "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(threshold));
+    args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
+  }
+  // Every check runs before anything is written, so a rejected call leaves out and state as
+  // they were (the reset below included).
+  liteattn::validate(args);
+  nb::gil_scoped_release release;
+  if (enabled && reset) liteattn::reset_state(args.state, args.stream);
+  liteattn::attention(args);
+}
+
+void reset_state(std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim, std::int64_t len_k,
+                 const std::string& dtype, const std::string& device_kind, int device_index,
+                 const std::string& criterion, std::optional<std::pair<int, int>> cpu_tile, const OptArray& mask,
+                 const OptArray& row_visits, const OptArray& row_max, const OptArray& kept, std::uintptr_t stream) {
+  const auto args = probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
+  const auto view = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
+  nb::gil_scoped_release release;
+  liteattn::reset_state(view, reinterpret_cast<void*>(stream));
+}
+
+void merge(const std::vector<Array>& outs, const std::vector<Array>& lses, const Array& out, const OptArray& lse) {
+  std::vector<liteattn::TensorView> o, l;
+  for (std::size_t j = 0; j < outs.size(); ++j) o.push_back(view_of(outs[j], "outs"));
+  for (std::size_t j = 0; j < lses.size(); ++j) l.push_back(view_of(lses[j], "lses"));
+  const auto out_view = view_of(out, "out");
+  const auto lse_view = lse ? view_of(*lse, "lse") : liteattn::TensorView{};
+  nb::gil_scoped_release release;
+  liteattn::merge_attention(o, l, out_view, lse_view);
+}
+
+}  // namespace
+
+NB_MODULE(_ext, m) {
+  m.doc() = "LiteAttention C++ core binding (DLPack tensors; no libtorch).";
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const liteattn::ArgumentError& e) {
+      PyErr_SetString(e.kind() == liteattn::ArgumentError::Kind::type ? PyExc_TypeError : PyExc_ValueError, e.what());
+    } catch (const liteattn::UnsupportedError& e) {
+      PyErr_SetString(PyExc_NotImplementedError, e.what());
+    } catch (const liteattn::CudaError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  m.attr("__version__") = std::to_string(LITEATTN_VERSION_MAJOR) + "." + std::to_string(LITEATTN_VERSION_MINOR) + "." +
+                          std::to_string(LITEATTN_VERSION_PATCH);
+#if defined(LITEATTN_WITH_CUDA)
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+
+  m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "mask"_a.none(), "row_visits"_a.none(),
+        "row_max"_a.none(), "kept"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a, "criterion"_a, "order"_a,
+        "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
+        "Runs liteattn::attention over caller-owned buffers (see lite_attention/_core.py).");
+
+  m.def(
+      "state_layout",
+      [](std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim, std::int64_t len_k,
+         const std::string& dtype, const std::string& device_kind, int device_index, const std::string& criterion,
+         std::optional<std::pair<int, int>> cpu_tile) {
+        return describe_key(liteattn::state_key(
+            probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile)));
+      },
+      "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
+      "criterion"_a, "cpu_tile"_a.none(), "The StateKey (sizes of the state buffers) a call with these arguments needs.");
+
+  m.def("reset_state", &reset_state, "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a,
+        "device_kind"_a, "device_index"_a, "criterion"_a, "cpu_tile"_a.none(), "mask"_a.none(), "row_visits"_a.none(),
+        "row_max"_a.none(), "kept"_a.none(), "stream"_a, "Writes the initial skip state into the buffers.");
+
+  m.def(
+      "tile_shape",
+      [](std::int64_t head_dim, const std::string& dtype) {
+        const auto t = liteattn::tile_shape(liteattn::Backend::sm90, head_dim, liteattn::parse_dtype(dtype, "dtype"));
+        return std::make_pair(t.m, t.n);
+      },
+      "head_dim"_a, "dtype"_a = "bfloat16");
+
+  m.def("merge_attention", &merge, "outs"_a, "lses"_a, "out"_a, "lse"_a.none(),
+        "LSE merge of partial results over disjoint key sets (CPU arrays).");
+
+  m.def("cuda_available", &liteattn::cuda_available);
+  m.def("available_backends", [] {
+    std::vector<std::string> names;
+    for (auto b : liteattn::available_backends()) names.emplace_back(liteattn::to_string(b));
+    return names;
+  });
+
+  // ThresholdSchedule JSON, through the C++ reader and writer (the Python class mirrors them).
+  m.def("schedule_to_json", [](const std::vector<float>& thresholds, int warmup) {
+    return liteattn::ThresholdSchedule::per_step(thresholds, warmup).to_json();
+  });
+  m.def("schedule_from_json", [](const std::string& text) {
+    const auto s = liteattn::ThresholdSchedule::from_json(text);
+    return std::make_pair(s.thresholds(), s.warmup_steps());
+  });
+
+  nb::class_<liteattn::WorkloadConfig>(m, "WorkloadConfig")
+      .def(nb::init<>())
+      .def_static("preset", [](const std::string& name) { return liteattn::workload_preset(name); }, "name"_a)
+      .def_rw("frames", &liteattn::WorkloadConfig::frames)
+      .def_rw("height", &liteattn::WorkloadConfig::height)
+      .def_rw("width", &liteattn::WorkloadConfig::width)
+      .def_rw("heads", &liteattn::WorkloadConfig::heads)
+      .def_rw("head_dim", &liteattn::WorkloadConfig::head_dim)
+      .def_rw("steps", &liteattn::WorkloadConfig::steps)
+      .def_rw("seed", &liteattn::WorkloadConfig::seed)
+      .def_rw("shift", &liteattn::WorkloadConfig::shift)
+      .def_prop_ro("tokens", &liteattn::WorkloadConfig::tokens);
+
+  nb::class_<liteattn::VideoWorkload>(m, "VideoWorkload")
+      .def(nb::init<const liteattn::WorkloadConfig&>(), "config"_a)
+      .def_prop_ro("config", &liteattn::VideoWorkload::config)
+      .def("sigma", &liteattn::VideoWorkload::sigma, "step"_a)
+      .def("locality", &liteattn::VideoWorkload::locality, "head"_a)
+      .def(
+          "generate",
+          [](const liteattn::VideoWorkload& w, int step, nb::ndarray<float, nb::c_contig, nb::device::cpu> q,
+             nb::ndarray<float, nb::c_contig, nb::device::cpu> k, nb::ndarray<float, nb::c_contig, nb::device::cpu> v) {
+            const auto& c = w.config();
+            const std::size_t n = std::size_t(c.tokens()) * std::size_t(c.heads) * std::size_t(c.head_dim);
+            for (auto* a : {&q, &k, &v})
+              if (a->size() != n)
+                fail("generate", "expected float32 C-contiguous CPU arrays of (1, L, H, D) = " + std::to_string(n) + " elements");
+            if (step < 0 || step >= c.steps)
+              fail("step", "expected 0 <= step < " + std::to_string(c.steps) + ", got " + std::to_string(step));
+            nb::gil_scoped_release release;
+            w.generate(step, q.data(), k.data(), v.data());
+          },
+          "step"_a, "q"_a, "k"_a, "v"_a, "Fills float32 (1, L, H, D) q, k, v for a step.");
+}
