@@ -1,37 +1,56 @@
-// The few CUDA runtime calls the host-side core needs. Errors become liteattn::CudaError.
-#include <cuda_runtime.h>
+// CUDA runtime helpers: error checks that throw CudaError (with file and line), device
+// capability and count, SM counts, and the few runtime calls the host-side core needs.
+#include "cuda/runtime.hpp"
 
+#include <array>
+#include <atomic>
 #include <string>
 
 #include "core/backends.hpp"
 #include "liteattn/error.hpp"
 
 namespace liteattn {
-namespace {
+namespace cuda {
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw CudaError(std::string(what) + ": " + cudaGetErrorString(status));
+void throw_cuda_error(cudaError_t code, const char* expression, const char* file, int line) {
+  // Clear a non-sticky error so the next call does not report it again.
+  (void)cudaGetLastError();
+  throw CudaError(std::string("CUDA error ") + cudaGetErrorName(code) + " (" + cudaGetErrorString(code) +
+                  ") in " + expression + " at " + file + ":" + std::to_string(line));
 }
 
-// Makes `device` current for the scope and restores the caller's device afterwards.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+int sm_count(int device) {
+  static std::array<std::atomic<int>, 64> cache{};
+  const bool cacheable = device >= 0 && device < int(cache.size());
+  if (cacheable) {
+    const int cached = cache[device].load(std::memory_order_relaxed);
+    if (cached > 0) return cached;
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
+  int count = 0;
+  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  if (cacheable) cache[device].store(count, std::memory_order_relaxed);
+  return count;
+}
 
- private:
-  int previous_ = 0;
-};
+DeviceGuard::DeviceGuard(int device) {
+  int current = 0;
+  LITEATTN_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) {
+    LITEATTN_CUDA_CHECK(cudaSetDevice(device));
+    previous_ = current;
+  }
+}
 
-}  // namespace
+DeviceGuard::~DeviceGuard() {
+  if (previous_ >= 0) (void)cudaSetDevice(previous_);
+}
+
+}  // namespace cuda
 
 int cuda_device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error for later calls
+    (void)cudaGetLastError();  // clear the sticky "no driver" error for later calls
     return 0;
   }
   return count;
@@ -39,26 +58,26 @@ int cuda_device_count() {
 
 int cuda_device_capability(int device) {
   int major = 0, minor = 0;
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  check(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "cudaDeviceGetAttribute");
+  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   return major * 10 + minor;
 }
 
 void* cuda_allocate(std::size_t bytes, int device) {
-  DeviceGuard guard(device);
+  cuda::DeviceGuard guard(device);
   void* ptr = nullptr;
-  check(cudaMalloc(&ptr, bytes), "cudaMalloc (skip state)");
+  LITEATTN_CUDA_CHECK(cudaMalloc(&ptr, bytes));
   return ptr;
 }
 
 void cuda_release(void* ptr, int device) {
-  DeviceGuard guard(device);
-  cudaFree(ptr);
+  cuda::DeviceGuard guard(device);
+  (void)cudaFree(ptr);
 }
 
 void cuda_copy_to_host(void* host, const void* device_ptr, std::size_t bytes, int device) {
-  DeviceGuard guard(device);
-  check(cudaMemcpy(host, device_ptr, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy (skip state to host)");
+  cuda::DeviceGuard guard(device);
+  LITEATTN_CUDA_CHECK(cudaMemcpy(host, device_ptr, bytes, cudaMemcpyDeviceToHost));
 }
 
 }  // namespace liteattn

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Hopper kernel benchmark (issue 5): the project's dense, detection-on and sparse calls
+(bench/sm90/bench_sm90.cu, through the public C++ API) against PyTorch's cuDNN SDPA on the same
+shapes, in the same run, on the same card. Writes bench/results/sm90_<date>_<rev>.json and, where
+matplotlib is installed, a PNG of time against sparsity with the ideal line and cuDNN's time.
+
+usage: python3 bench/bench_sm90.py --bench build/bench/sm90/liteattn_bench_sm90 [--repeats 7]
+       [--shapes "1,32760,40;1,32760,12;1,75600,40;1,8192,40"] [--out bench/results]
+TFLOP/s = 4*B*H*L*L*D / time (forward, non-causal).
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+DEFAULT_SHAPES = "1,32760,40;1,32760,12;1,75600,40;1,8192,40"
+
+
+def cudnn_times(shapes, dim, repeats):
+    """Median ms of torch SDPA with only the cuDNN backend enabled, bf16, (B, L, H, D) inputs."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    results = {}
+    for (b, l, h) in shapes:
+        torch.manual_seed(0)
+        # (B, L, H, D) storage like the project's inputs, viewed as (B, H, L, D) for SDPA.
+        q, k, v = (torch.randn(b, l, h, dim, device="cuda", dtype=torch.bfloat16).transpose(1, 2) for _ in range(3))
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
+            for r in range(repeats + 2):
+                start.record()
+                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                stop.record()
+                torch.cuda.synchronize()
+                if r >= 2:
+                    times.append(start.elapsed_time(stop))
+        times.sort()
+        results[(b, l, h)] = times[len(times) // 2]
+        del q, k, v
+        torch.cuda.empty_cache()
+    return results
+
+
+def environment():
+    def run(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        except Exception:
+            return "unknown"
+    smi = run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]).split("\n")[0]
+    name, _, driver = smi.partition(", ")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = run(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
+    if rev != "unknown" and dirty not in ("", "unknown"):
+        rev += "-dirty"
+    import torch
+    return {"card": name, "driver": driver, "git_rev": rev,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()}
+
+
+def plot(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return False
+    shapes = result["shapes"]
+    fig, axes = plt.subplots(1, len(shapes), figsize=(4.5 * len(shapes), 4), squeeze=False)
+    for ax, s in zip(axes[0], shapes):
+        xs = [0.0] + [p["sparsity"] for p in s["sparse"]]
+        ys = [s["detect_ms"]] + [p["ms"] for p in s["sparse"]]
+        ax.plot(xs, ys, "o-", label="liteattn (skipping)")
+        ax.plot([0, 1], [s["dense_ms"], 0], "k--", label="ideal (1-s) x dense")
+        ax.axhline(s["dense_ms"], color="g", lw=1, label="liteattn dense")
+        if s.get("cudnn_ms"):
+            ax.axhline(s["cudnn_ms"], color="r", lw=1, label="cuDNN SDPA dense")
+        ax.set_title(f"B={s['B']} L={s['L']} H={s['H']}")
+        ax.set_xlabel("tile sparsity")
+        ax.set_ylabel("ms")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, None)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{result['env']['card']} bf16 hd{result['head_dim']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", required=True, help="path of liteattn_bench_sm90")
+    ap.add_argument("--shapes", default=DEFAULT_SHAPES)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    ap.add_argument("--no-cudnn", action="store_true")
+    args = ap.parse_args()
+    shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
+
+    proc = subprocess.run([args.bench, "--shapes", args.shapes, "--dim", str(args.dim), "--repeats", str(args.repeats)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+        sys.exit(f"{args.bench} failed with exit code {proc.returncode}")
+    result = json.loads(proc.stdout)
+    result["env"] = environment()
+    cudnn = {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats)
+    for s in result["shapes"]:
+        ms = cudnn.get((s["B"], s["L"], s["H"]))
+        s["cudnn_ms"] = ms
+        s["cudnn_tflops"] = s["flops"] / ms * 1e-9 if ms else None
+        s["dense_vs_cudnn"] = ms / s["dense_ms"] if ms else None
+        for p in s["sparse"]:
+            p["meets_target"] = p["ms"] <= p["limit_ms"]
+
+    os.makedirs(args.out, exist_ok=True)
+    stamp = result["env"]["date"][:10]
+    base = os.path.join(args.out, f"sm90_{stamp}_{result['env']['git_rev']}")
+    with open(base + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    plotted = plot(result, base + ".png")
+
+    env = result["env"]
+    print(f"card: {env['card']}  driver: {env['driver']}  rev: {env['git_rev']}  torch {env['torch']} cudnn {env['cudnn']}")
+    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8}  sparse: s -> ms (limit) TF/s-on-computed")
+    for s in result["shapes"]:
+        sp = "  ".join(f"{p['sparsity']:.2f}->{p['ms']:.2f}({p['limit_ms']:.2f}){p['tflops_on_computed']:.0f}" for p in s["sparse"])
+        ct = f"{s['cudnn_tflops']:.0f}" if s["cudnn_tflops"] else "-"
+        xr = f"{s['dense_vs_cudnn']:.3f}" if s["dense_vs_cudnn"] else "-"
+        print(f"{s['B']},{s['L']},{s['H']:>3} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f}  {sp}")
+    print("wrote", base + ".json", "and .png" if plotted else "(no plot)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One command on a GPU machine (H100/H200): configure and build, run the GPU tests, run
+# compute-sanitizer memcheck and racecheck on a small case, and `liteattn verify --backend cuda`
+# where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
+#   scripts/gpu_check.sh [build-dir]      (CUTLASS_DIR=... to point at CUTLASS headers)
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${1:-$ROOT/build-gpu}"
+LOG_DIR="${LOG_DIR:-$BUILD/gpu-check-logs}"
+JOBS="${JOBS:-$(nproc)}"
+mkdir -p "$LOG_DIR"
+status=0
+step() { echo; echo "=== $* ==="; }
+record() { if [ "$1" -ne 0 ]; then echo "FAILED: $2 (exit $1)"; status=1; else echo "ok: $2"; fi; }
+
+step "configure"
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON \
+  ${CUTLASS_DIR:+-DCUTLASS_DIR="$CUTLASS_DIR"} -DLITEATTN_BENCHMARKS=OFF 2>&1 | tee "$LOG_DIR/configure.log" | tail -3
+record "${PIPESTATUS[0]}" configure
+[ $status -eq 0 ] || exit 1
+
+step "build"
+targets="liteattn liteattn_gpu_tests"
+ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^liteattn_cli:' && targets="$targets liteattn_cli"
+ninja -C "$BUILD" -j "$JOBS" $targets 2>&1 | tee "$LOG_DIR/build.log" | grep -E "error|warning|spill|FAILED" | head -40
+record "${PIPESTATUS[0]}" build
+[ $status -eq 0 ] || exit 1
+
+GPU_TESTS="$(find "$BUILD" -name liteattn_gpu_tests -type f -perm -u+x | head -1)"
+
+step "GPU tests (ctest -L gpu)"
+ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$LOG_DIR/ctest_gpu.log" | tail -40
+record "${PIPESTATUS[0]}" "GPU tests"
+
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer --tool $tool (small case)"
+    compute-sanitizer --tool "$tool" --error-exitcode 3 "$GPU_TESTS" --gtest_filter='Sm90.Small' \
+      2>&1 | tee "$LOG_DIR/sanitizer_$tool.log" | tail -6
+    record "${PIPESTATUS[0]}" "compute-sanitizer $tool"
+  done
+else
+  echo "compute-sanitizer not found: skipped"
+fi
+
+CLI="$(find "$BUILD" -name liteattn -type f -perm -u+x | head -1)"
+if [ -n "$CLI" ]; then
+  step "liteattn verify --backend cuda"
+  "$CLI" verify --backend cuda 2>&1 | tee "$LOG_DIR/verify.log" | tail -20
+  record "${PIPESTATUS[0]}" "liteattn verify --backend cuda"
+else
+  echo "liteattn CLI not built: verify skipped"
+fi
+
+echo
+[ $status -eq 0 ] && echo "gpu_check: all passed" || echo "gpu_check: FAILURES (logs in $LOG_DIR)"
+exit $status

@@ -1,0 +1,544 @@
+// The Hopper (sm_90a) LiteAttention forward kernel.
+//
+// Design (FlashAttention-3 family, written for this project):
+// - Persistent grid: one CTA per SM walks the work tiles (b, h, query tile) round-robin.
+// - Warp specialization: warpgroup 0 is the producer (one warp issues TMA loads, registers
+//   given back with setmaxnreg), warpgroups 1 and 2 are consumers (64 query rows each, wgmma,
+//   online softmax, skip votes; registers raised with setmaxnreg).
+// - K and V flow through a multi-stage shared-memory pipeline (mbarriers, PipelineTmaAsync).
+//   The producer walks only the key tiles that the skip policy visits, so a skipped tile is
+//   never loaded; the consumers walk the same policy, so both sides see the same sequence.
+// - QK^T is an SS wgmma (Q and K from shared memory); PV is an RS wgmma (P from registers,
+//   V^T read MN-major straight from the TMA-written tile, no transpose).
+// - Intra-warpgroup overlap: the QK^T of tile n+1 and the PV of tile n are in flight while the
+//   softmax of tile n+1 runs.
+// - The skip test costs one compare per row and tile (the row max is already needed by the
+//   softmax), a warp vote, and one shared atomicOr per warp and tile. The votes of a query tile
+//   collect in shared memory and are written to the state once at the end of the work tile.
+#pragma once
+
+#include <cstdint>
+
+#include <cute/tensor.hpp>
+#include <cute/arch/copy_sm90.hpp>
+#include <cute/atom/copy_traits_sm90_tma.hpp>
+#include <cute/atom/mma_atom.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+#include <cutlass/cutlass.h>
+#include <cutlass/numeric_types.h>
+#include <cutlass/pipeline/pipeline.hpp>
+
+#include "core/plan.hpp"
+#include "core/skip_policy.hpp"
+#include "sm90/tile_config.hpp"
+
+namespace liteattn::sm90 {
+
+using namespace cute;
+
+// ------------------------------------------------------------------------------------------
+// Compile-time configuration of one instantiation (element type x head dim).
+// ------------------------------------------------------------------------------------------
+template <class Element_, int kHeadDim_>
+struct KernelTraits {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = tile_shape_for_head_dim(kHeadDim_).m;
+  static constexpr int kBlockN = tile_shape_for_head_dim(kHeadDim_).n;
+  static constexpr int kStages = pipeline_stages_for_head_dim(kHeadDim_);
+  static constexpr int kConsumerWarpgroups = kBlockM / 64;
+  static constexpr int kMmaThreads = kConsumerWarpgroups * cutlass::NumThreadsPerWarpGroup;
+  static constexpr int kThreads = kMmaThreads + cutlass::NumThreadsPerWarpGroup;
+  // Register split after setmaxnreg: 24 for the producer, 240 for each consumer thread
+  // (128 * 24 + 256 * 240 <= 64K registers per SM).
+  static constexpr int kProducerRegisters = 24;
+  static constexpr int kConsumerRegisters = 240;
+
+  using TileShapeQK = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;
+  using TileShapePV = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;
+  using AtomLayout = Layout<Shape<Int<kConsumerWarpgroups>, _1, _1>>;
+
+  using TiledMmaQK = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<Element, Element, float, TileShapeQK>(), AtomLayout{}));
+  using TiledMmaPV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<Element, Element, float, TileShapePV, GMMA::Major::K, GMMA::Major::MN>(),
+      AtomLayout{}));
+
+  // 128-byte swizzled tiles; K-major for Q and K, MN-major (head dim contiguous) for V^T.
+  using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                             Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                             Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
+  using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
+                                              Shape<Int<kHeadDim>, Int<kBlockN>, Int<kStages>>{},
+                                              Step<_2, _1, _3>{}));
+
+  // Global views: (seq, dim, head, batch) for Q and K, (dim, seq, head, batch) for V^T.
+  using GmemShape = Shape<int32_t, int32_t, int32_t, int32_t>;
+  using GmemStrideQK = Stride<int64_t, _1, int64_t, int64_t>;
+  using GmemStrideVt = Stride<_1, int64_t, int64_t, int64_t>;
+
+  using TmaQ = decltype(make_tma_copy(
+      SM90_TMA_LOAD{},
+      make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideQK{}),
+      SmemLayoutQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+  using TmaK = decltype(make_tma_copy(
+      SM90_TMA_LOAD{},
+      make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideQK{}),
+      take<0, 2>(SmemLayoutK{}), Shape<Int<kBlockN>, Int<kHeadDim>>{}, _1{}));
+  using TmaV = decltype(make_tma_copy(
+      SM90_TMA_LOAD{},
+      make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideVt{}),
+      take<0, 2>(SmemLayoutVt{}), Shape<Int<kHeadDim>, Int<kBlockN>>{}, _1{}));
+
+  static constexpr uint32_t kBytesQ = uint32_t(cosize_v<SmemLayoutQ> * sizeof(Element));
+  static constexpr uint32_t kBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
+  static constexpr uint32_t kBytesV = uint32_t(size(take<0, 2>(SmemLayoutVt{})) * sizeof(Element));
+
+  using Pipeline = cutlass::PipelineTmaAsync<kStages>;
+  using PipelineState = cutlass::PipelineState<kStages>;
+
+  struct SharedStorage {
+    // The 128-byte swizzle repeats every 1024 bytes: tiles start on 1024-byte boundaries.
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
+    alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt>, 1024> v;
+    typename Pipeline::SharedStorage pipeline_k;
+    typename Pipeline::SharedStorage pipeline_v;
+    alignas(8) uint64_t barrier_q;
+    // Votes of the current query tile, double-buffered over work tiles (see the consumer).
+    uint32_t votes[2][kMaxMaskWords];
+  };
+  static constexpr int kSharedBytes = int(sizeof(SharedStorage));
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm_90 limit");
+};
+
+// Kernel parameters: TMA descriptors, the call plan and the raw pointers. Passed by value as a
+// __grid_constant__ so the descriptors stay in parameter space (TMA needs their address).
+template <class Traits>
+struct Params {
+  typename Traits::TmaQ tma_q;
+  typename Traits::TmaK tma_k;
+  typename Traits::TmaV tma_v;
+  CallPlan plan;
+  int32_t len_q, len_k, heads, kv_heads, batch, group;  // group = heads / kv_heads
+  int32_t num_work_tiles;
+  void* out;
+  int64_t out_stride_b, out_stride_l, out_stride_h;
+  float* lse;  // may be null
+  int64_t lse_stride_b, lse_stride_h, lse_stride_l;
+  // Skip state (only touched when plan.skipping).
+  uint32_t* mask;
+  uint32_t* row_visits;
+  float* row_max;  // criterion previous only
+  uint32_t* kept;
+};
+
+// Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
+enum class Barrier : uint32_t { query_empty = 0, consumers = 1 };
+
+// ------------------------------------------------------------------------------------------
+// Small device helpers.
+// ------------------------------------------------------------------------------------------
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
+template <class Element>
+__device__ __forceinline__ uint32_t pack2(float a, float b);
+
+template <>
+__device__ __forceinline__ uint32_t pack2<cutlass::bfloat16_t>(float a, float b) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  return reinterpret_cast<uint32_t&>(v);
+}
+
+template <>
+__device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
+  __half2 v = __floats2half2_rn(a, b);
+  return reinterpret_cast<uint32_t&>(v);
+}
+
+// Issues one warpgroup GEMM (all k blocks) as one wgmma batch. wait < 0: leave it in flight.
+template <bool kZeroInit, int kWait, class TiledMma, class TA, class TB, class TC>
+__device__ __forceinline__ void wg_gemm(TiledMma& tiled_mma, TA const& a, TB const& b, TC& c) {
+  // A from registers (RS) when its elements are the MMA's element type, not smem descriptors.
+  constexpr bool kRegisterA = !is_same_v<typename TA::engine_type::iterator, GMMA::DescriptorIterator>;
+  if constexpr (kRegisterA) warpgroup_fence_operand(const_cast<TA&>(a));
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  if constexpr (kZeroInit) tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTLASS_PRAGMA_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(tiled_mma, a(_, _, kb), b(_, _, kb), c);
+    tiled_mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+  if constexpr (kWait >= 0) warpgroup_wait<kWait>();
+  warpgroup_fence_operand(c);
+  if constexpr (kRegisterA) warpgroup_fence_operand(const_cast<TA&>(a));
+}
+
+// The work tile behind a linear index: query tiles of one (b, h) are adjacent, so the CTAs that
+// run at the same time share K and V of one head in L2.
+struct WorkTile {
+  int32_t m_block, bh, b, h;
+};
+
+__device__ __forceinline__ WorkTile decode_work_tile(int32_t index, int32_t q_tiles, int32_t heads) {
+  WorkTile w;
+  w.m_block = index % q_tiles;
+  w.bh = index / q_tiles;
+  w.b = w.bh / heads;
+  w.h = w.bh % heads;
+  return w;
+}
+
+// ------------------------------------------------------------------------------------------
+// The kernel.
+// ------------------------------------------------------------------------------------------
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads, 1)
+    attention_fwd_kernel(const __grid_constant__ Params<Traits> params) {
+  using Element = typename Traits::Element;
+  using Pipeline = typename Traits::Pipeline;
+  using PipelineState = typename Traits::PipelineState;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kMmaThreads = Traits::kMmaThreads;
+  constexpr int kWarp = cutlass::NumThreadsPerWarp;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  auto& shared = *reinterpret_cast<typename Traits::SharedStorage*>(smem_raw);
+
+  const CallPlan& plan = params.plan;
+  const int warp = cutlass::canonical_warp_idx_sync();
+  const int warpgroup = cutlass::canonical_warp_group_idx();
+  const int lane = threadIdx.x % kWarp;
+  const int32_t q_tiles = int32_t(plan.q_tiles);
+  const int32_t k_tiles = int32_t(plan.k_tiles);
+  const int64_t state_rows = plan.batch * plan.heads * plan.q_tiles;
+  const int32_t words = int32_t(plan.words);
+
+  if (warp == 0 && lane == 0) {
+    cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
+    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
+  }
+  for (int i = threadIdx.x; i < 2 * kMaxMaskWords; i += blockDim.x) (&shared.votes[0][0])[i] = 0u;
+
+  typename Pipeline::Params pipe_params;
+  pipe_params.role = warpgroup == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
+  pipe_params.is_leader = threadIdx.x == 0;
+  pipe_params.num_consumers = kMmaThreads;
+  pipe_params.transaction_bytes = Traits::kBytesK;
+  Pipeline pipeline_k(shared.pipeline_k, pipe_params, Shape<_1, _1, _1>{});
+  pipe_params.transaction_bytes = Traits::kBytesV;
+  Pipeline pipeline_v(shared.pipeline_v, pipe_params, Shape<_1, _1, _1>{});
+  __syncthreads();
+
+  Tensor sQ = make_tensor(make_smem_ptr(shared.q.data()), typename Traits::SmemLayoutQ{});
+  Tensor sK = make_tensor(make_smem_ptr(shared.k.data()), typename Traits::SmemLayoutK{});
+  Tensor sVt = make_tensor(make_smem_ptr(shared.v.data()), typename Traits::SmemLayoutVt{});
+
+  if (warpgroup == 0) {
+    // ---------------------------------- producer ----------------------------------------
+    cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
+    if (warp != 0) return;  // one warp issues every load
+
+    Tensor mQ = params.tma_q.get_tma_tensor(make_shape(params.len_q, kHeadDim, params.heads, params.batch));
+    Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.len_k, kHeadDim, params.kv_heads, params.batch));
+    Tensor mVt = params.tma_v.get_tma_tensor(make_shape(kHeadDim, params.len_k, params.kv_heads, params.batch));
+    auto tma_q = params.tma_q.get_slice(_0{});
+    auto tma_k = params.tma_k.get_slice(_0{});
+    auto tma_v = params.tma_v.get_slice(_0{});
+    Tensor tQsQ = tma_q.partition_D(sQ);
+    Tensor tKsK = tma_k.partition_D(sK);
+    Tensor tVsV = tma_v.partition_D(sVt);
+
+    PipelineState write = cutlass::make_producer_start_state<Pipeline>();
+    int iteration = 0;
+    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
+      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+      const int32_t kv_head = w.h / params.group;
+      const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
+      const uint32_t* read_row = nullptr;
+      uint32_t visits = 0;
+      if (plan.skipping) {
+        visits = params.row_visits[row];
+        read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+      }
+      const QueryTilePolicy policy(plan, w.m_block, read_row, visits);
+
+      Tensor gQ = local_tile(mQ(_, _, w.h, w.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
+      Tensor gK = local_tile(mK(_, _, kv_head, w.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
+      Tensor gVt = local_tile(mVt(_, _, kv_head, w.b), Shape<Int<kHeadDim>, Int<kBlockN>>{}, make_coord(_0{}, _));
+      Tensor tQgQ = tma_q.partition_S(gQ);
+      Tensor tKgK = tma_k.partition_S(gK);
+      Tensor tVgV = tma_v.partition_S(gVt);
+
+      auto load_k = [&](int32_t tile) {
+        pipeline_k.producer_acquire(write);
+        if (lane == 0)
+          copy(params.tma_k.with(*pipeline_k.producer_get_barrier(write), 0), tKgK(_, _, _, tile),
+               tKsK(_, _, _, write.index()));
+      };
+      auto load_v = [&](int32_t tile) {
+        pipeline_v.producer_acquire(write);
+        if (lane == 0)
+          copy(params.tma_v.with(*pipeline_v.producer_get_barrier(write), 0), tVgV(_, _, _, tile),
+               tVsV(_, _, _, write.index()));
+      };
+
+      int32_t p = policy.next(0);
+      // The first K tile goes out before waiting for the previous query tile to free Q.
+      if (p < k_tiles) load_k(policy.tile_at(p));
+      if (iteration > 0)
+        cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      if (lane == 0) {
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kBytesQ);
+        copy(params.tma_q.with(shared.barrier_q, 0), tQgQ, tQsQ);
+      }
+      if (p < k_tiles) {
+        load_v(policy.tile_at(p));
+        ++write;
+        for (p = policy.next(p + 1); p < k_tiles; p = policy.next(p + 1)) {
+          const int32_t tile = policy.tile_at(p);
+          load_k(tile);
+          load_v(tile);
+          ++write;
+        }
+      }
+    }
+    // Match the consumers' last query_empty arrival, so no barrier is left half-arrived.
+    if (iteration > 0) cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+    pipeline_k.producer_tail(write);
+    pipeline_v.producer_tail(write);
+    return;
+  }
+
+  // ---------------------------------- consumers -------------------------------------------
+  cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
+  const int thread = threadIdx.x - cutlass::NumThreadsPerWarpGroup;  // 0 .. kMmaThreads-1
+  typename Traits::TiledMmaQK tiled_mma_qk;
+  typename Traits::TiledMmaPV tiled_mma_pv;
+  auto thread_mma_qk = tiled_mma_qk.get_thread_slice(thread);
+  auto thread_mma_pv = tiled_mma_pv.get_thread_slice(thread);
+  Tensor tSrQ = thread_mma_qk.partition_fragment_A(sQ);
+  Tensor tSrK = thread_mma_qk.partition_fragment_B(sK);
+  Tensor tOrV = thread_mma_pv.partition_fragment_B(sVt);
+
+  // Each thread owns two rows of the tile (the wgmma accumulator layout): r and r + 8.
+  const int local_row0 = (thread / 128) * 64 + ((thread % 128) / kWarp) * 16 + lane / 4;
+  const int col_in_quad = (lane % 4) * 2;
+  const float scale_log2 = plan.scale_log2;
+  const float threshold = plan.threshold;
+  const bool skipping = plan.skipping;
+  const bool previous_criterion = plan.criterion == Criterion::previous;
+  const bool partial_last_tile = (params.len_k % kBlockN) != 0;
+
+  PipelineState read;  // starts at stage 0, phase 0 (consumer start state)
+  int iteration = 0;
+  for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
+    const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+    const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
+    const uint32_t* read_row = nullptr;
+    uint32_t visits = 0;
+    if (skipping) {
+      visits = params.row_visits[row];
+      read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+    }
+    const QueryTilePolicy policy(plan, w.m_block, read_row, visits);
+    uint32_t* votes = shared.votes[iteration & 1];
+
+    int global_row[2];
+    bool row_valid[2];
+    float stored_max[2];
+    bool running_ref[2];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      global_row[r] = w.m_block * kBlockM + local_row0 + 8 * r;
+      row_valid[r] = global_row[r] < params.len_q;
+      stored_max[r] = __int_as_float(0x7fc00000);  // NaN: none stored
+      if (skipping && previous_criterion && row_valid[r])
+        stored_max[r] = params.row_max[int64_t(w.bh) * params.len_q + global_row[r]];
+      running_ref[r] = uses_running_reference(plan.criterion, stored_max[r]);
+    }
+    float row_max[2] = {neg_inf(), neg_inf()};
+    float row_sum[2] = {0.f, 0.f};
+
+    Tensor tOrO = partition_fragment_C(tiled_mma_pv, select<0, 1>(typename Traits::TileShapePV{}));
+    clear(tOrO);
+    // P as the A operand of the PV wgmma: two adjacent 8-column blocks of the S accumulator are
+    // exactly one 16-wide k block of the register A fragment, so the layout is a regrouping.
+    auto p_layout = make_layout(make_shape(make_shape(_2{}, _2{}, _2{}), _1{}, Int<kBlockN / 16>{}),
+                                make_stride(make_stride(_1{}, _2{}, _4{}), _0{}, _8{}));
+    Tensor tOrP = make_tensor<Element>(p_layout);
+
+    // Masks padding columns of the last key tile, runs the online softmax on the tile's scores,
+    // casts the skip votes, and leaves P (unnormalised) in S. Returns nothing; scale_o gets the
+    // factor by which O must be rescaled.
+    auto softmax_tile = [&](auto& tSrS, int32_t tile, float (&scale_o)[2]) {
+      if (partial_last_tile && tile == k_tiles - 1) {
+        const int valid_cols = params.len_k - tile * kBlockN;
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < size(tSrS); ++i) {
+          const int col = (i / 4) * 8 + col_in_quad + (i % 2);
+          if (col >= valid_cols) tSrS(i) = neg_inf();
+        }
+      }
+      bool vote = false;
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        float tile_max = neg_inf();
+        CUTLASS_PRAGMA_UNROLL
+        for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
+          tile_max = fmaxf(tile_max, fmaxf(tSrS(nb * 4 + 2 * r), tSrS(nb * 4 + 2 * r + 1)));
+        }
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        if (row_valid[r]) {
+          const float reference = running_ref[r] ? row_max[r] : stored_max[r];
+          vote |= row_votes_keep(tile_max, reference, scale_log2, threshold);
+        }
+        const float new_max = fmaxf(row_max[r], tile_max);
+        scale_o[r] = fast_exp2((row_max[r] - new_max) * scale_log2);
+        row_max[r] = new_max;
+        const float offset = new_max * scale_log2;
+        float sum = 0.f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < 2; ++c) {
+            float& s = tSrS(nb * 4 + 2 * r + c);
+            s = fast_exp2(fmaf(s, scale_log2, -offset));
+            sum += s;
+          }
+        }
+        row_sum[r] = row_sum[r] * scale_o[r] + sum;
+        // fmaxf drops NaN from the tile max, but a NaN score makes the row sum NaN: such a row
+        // votes keep (method.md section 3), at the cost of one compare per row and tile.
+        if (row_valid[r] && sum != sum) vote = true;
+      }
+      if (skipping) {
+        // One shared atomic per warp: the tile is kept when any valid row of the tile votes keep.
+        if (__any_sync(0xffffffffu, vote) && lane == 0) atomicOr(&votes[tile >> 5], 1u << (tile & 31));
+      }
+    };
+    auto convert_p = [&](auto const& tSrS) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(raw_pointer_cast(tOrP.data()));
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tSrS) / 2; ++i) dst[i] = pack2<Element>(tSrS(2 * i), tSrS(2 * i + 1));
+    };
+    auto rescale_o = [&](float const (&scale_o)[2]) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= scale_o[(i / 2) % 2];
+    };
+
+    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, iteration & 1);
+
+    int32_t visited = 0;
+    int32_t p = policy.next(0);
+    if (p < k_tiles) {
+      int32_t tile = policy.tile_at(p);
+      {
+        Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
+        pipeline_k.consumer_wait(read);
+        wg_gemm<true, 0>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
+        pipeline_k.consumer_release(read);
+        float scale_o[2];
+        softmax_tile(tSrS, tile, scale_o);
+        convert_p(tSrS);
+        ++visited;
+      }
+      for (p = policy.next(p + 1); p < k_tiles; p = policy.next(p + 1)) {
+        tile = policy.tile_at(p);
+        PipelineState read_v = read;
+        ++read;
+        Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
+        pipeline_k.consumer_wait(read);
+        wg_gemm<true, -1>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
+        pipeline_v.consumer_wait(read_v);
+        wg_gemm<false, -1>(tiled_mma_pv, tOrP, tOrV(_, _, _, read_v.index()), tOrO);
+        warpgroup_wait<1>();
+        pipeline_k.consumer_release(read);
+        float scale_o[2];
+        softmax_tile(tSrS, tile, scale_o);
+        warpgroup_wait<0>();
+        pipeline_v.consumer_release(read_v);
+        rescale_o(scale_o);
+        convert_p(tSrS);
+        ++visited;
+      }
+      // Q is no longer read: the producer may load the next query tile.
+      cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      pipeline_v.consumer_wait(read);
+      wg_gemm<false, 0>(tiled_mma_pv, tOrP, tOrV(_, _, _, read.index()), tOrO);
+      pipeline_v.consumer_release(read);
+      ++read;
+    } else {
+      cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+    }
+
+    // ---------------------------------- epilogue ------------------------------------------
+    float inv_sum[2];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      float sum = row_sum[r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      // A row whose tiles were all skipped: out 0, lse -inf (never NaN).
+      inv_sum[r] = sum == 0.f ? 0.f : 1.f / sum;
+      if (row_valid[r] && (lane % 4) == 0) {
+        if (params.lse != nullptr) {
+          const float lse = sum == 0.f ? neg_inf() : row_max[r] * plan.scale + logf(sum);
+          params.lse[w.b * params.lse_stride_b + w.h * params.lse_stride_h + global_row[r] * params.lse_stride_l] = lse;
+        }
+        if (skipping && previous_criterion)
+          params.row_max[int64_t(w.bh) * params.len_q + global_row[r]] = row_max[r];
+      }
+    }
+    Element* out = static_cast<Element*>(params.out) + w.b * params.out_stride_b + w.h * params.out_stride_h;
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) {
+      if (!row_valid[r]) continue;
+      Element* out_row = out + int64_t(global_row[r]) * params.out_stride_l + col_in_quad;
+      CUTLASS_PRAGMA_UNROLL
+      for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
+        const uint32_t v = pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
+        *reinterpret_cast<uint32_t*>(out_row + nb * 8) = v;
+      }
+    }
+
+    // ---------------------------------- skip state ----------------------------------------
+    if (skipping) {
+      // Every vote of this query tile is in `votes`; the next work tile votes into the other
+      // buffer, which every thread finished reading before it arrived here.
+      cutlass::arch::NamedBarrier::sync(kMmaThreads, uint32_t(Barrier::consumers));
+      uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
+      for (int32_t word = thread; word < words; word += kMmaThreads) {
+        const uint32_t voted = votes[word];
+        votes[word] = 0u;
+        uint32_t bits = 0;
+        for (int b = 0; b < 32; ++b) {
+          const int32_t tile = word * 32 + b;
+          if (tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, (voted >> b) & 1u)) bits |= 1u << b;
+        }
+        write_row[word] = bits;
+      }
+      if (thread == 0) {
+        params.row_visits[row] = visits + 1;
+        atomicAdd(&params.kept[w.bh], uint32_t(visited));
+      }
+    }
+  }
+}
+
+}  // namespace liteattn::sm90

@@ -1,0 +1,79 @@
+// Host side of one kernel instantiation: TMA descriptors, parameters, launch. Included by the
+// per-(dtype, head dim) translation units only.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda/runtime.hpp"
+#include "sm90/kernel.cuh"
+#include "sm90/launch.hpp"
+
+namespace liteattn::sm90 {
+
+template <class Element, int kHeadDim>
+void launch_attention(const AttentionArgs& args, const CallPlan& plan, const LaunchInfo& info) {
+  using Traits = KernelTraits<Element, kHeadDim>;
+  using T = Traits;
+  Params<Traits> params{};
+
+  const int32_t len_q = int32_t(plan.len_q), len_k = int32_t(plan.len_k);
+  const int32_t heads = int32_t(plan.heads), kv_heads = int32_t(plan.kv_heads), batch = int32_t(plan.batch);
+
+  // Q and K: (seq, dim, head, batch) with the TensorView's (B, L, H, D) strides.
+  auto q = make_tensor(make_gmem_ptr(static_cast<Element const*>(args.q.data)),
+                       make_shape(len_q, int32_t(kHeadDim), heads, batch),
+                       make_stride(args.q.stride[1], _1{}, args.q.stride[2], args.q.stride[0]));
+  auto k = make_tensor(make_gmem_ptr(static_cast<Element const*>(args.k.data)),
+                       make_shape(len_k, int32_t(kHeadDim), kv_heads, batch),
+                       make_stride(args.k.stride[1], _1{}, args.k.stride[2], args.k.stride[0]));
+  // V^T: (dim, seq, head, batch), the head dim contiguous.
+  auto vt = make_tensor(make_gmem_ptr(static_cast<Element const*>(args.v.data)),
+                        make_shape(int32_t(kHeadDim), len_k, kv_heads, batch),
+                        make_stride(_1{}, args.v.stride[1], args.v.stride[2], args.v.stride[0]));
+  params.tma_q = make_tma_copy(SM90_TMA_LOAD{}, q, typename T::SmemLayoutQ{},
+                               Shape<Int<T::kBlockM>, Int<kHeadDim>>{}, _1{});
+  params.tma_k = make_tma_copy(SM90_TMA_LOAD{}, k, take<0, 2>(typename T::SmemLayoutK{}),
+                               Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
+  params.tma_v = make_tma_copy(SM90_TMA_LOAD{}, vt, take<0, 2>(typename T::SmemLayoutVt{}),
+                               Shape<Int<kHeadDim>, Int<T::kBlockN>>{}, _1{});
+
+  params.plan = plan;
+  params.len_q = len_q;
+  params.len_k = len_k;
+  params.heads = heads;
+  params.kv_heads = kv_heads;
+  params.batch = batch;
+  params.group = heads / kv_heads;
+  params.num_work_tiles = int32_t(plan.batch * plan.heads * plan.q_tiles);
+  params.out = args.out.data;
+  params.out_stride_b = args.out.stride[0];
+  params.out_stride_l = args.out.stride[1];
+  params.out_stride_h = args.out.stride[2];
+  if (args.lse.defined()) {
+    params.lse = static_cast<float*>(args.lse.data);
+    params.lse_stride_b = args.lse.stride[0];
+    params.lse_stride_h = args.lse.stride[1];
+    params.lse_stride_l = args.lse.stride[2];
+  }
+  if (plan.skipping) {
+    params.mask = args.state.mask;
+    params.row_visits = args.state.row_visits;
+    params.row_max = args.state.row_max;
+    params.kept = args.state.kept;
+  }
+
+  auto kernel = attention_fwd_kernel<Traits>;
+  // Raising the dynamic shared-memory limit is per device and function; doing it on every call
+  // costs about a microsecond and keeps multi-device processes right.
+  LITEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSharedBytes));
+
+  auto stream = static_cast<cudaStream_t>(info.stream);
+  if (plan.skipping) {
+    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, size_t(plan.batch * plan.heads) * sizeof(uint32_t), stream));
+  }
+  const int grid = params.num_work_tiles < info.sm_count ? params.num_work_tiles : info.sm_count;
+  kernel<<<grid, T::kThreads, T::kSharedBytes, stream>>>(params);
+  LITEATTN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace liteattn::sm90

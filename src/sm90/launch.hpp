@@ -1,0 +1,20 @@
+// Declarations shared by the Hopper dispatcher (launch.cu) and the per-(dtype, head dim)
+// instantiation files. No CUTLASS here, so the dispatcher compiles quickly.
+#pragma once
+
+#include "core/backends.hpp"
+#include "core/plan.hpp"
+
+namespace liteattn::sm90 {
+
+struct LaunchInfo {
+  void* stream = nullptr;  // cudaStream_t
+  int sm_count = 0;        // persistent grid size
+};
+
+// Defined once per instantiation in fwd_<dtype>_hd<dim>.cu. Element is cutlass::bfloat16_t or
+// cutlass::half_t.
+template <class Element, int kHeadDim>
+void launch_attention(const AttentionArgs& args, const CallPlan& plan, const LaunchInfo& info);
+
+}  // namespace liteattn::sm90

@@ -1,0 +1,574 @@
+// GPU tests of the Hopper kernel (issue 4). Every check compares the kernel with references
+// computed on the host from the same rounded inputs:
+// - out / lse against a dense fp64 attention restricted to the tiles the call visits (the read
+//   mask, must_do / must_skip, dense query tiles), bf16/fp16 rel L2 <= 1e-2, lse abs <= 1e-3;
+// - the written mask against an fp64 recomputation of the votes (tests/cpp/reference_helpers)
+//   and against the CPU reference backend run on the same read mask, both up to bits whose
+//   decision margin is below 1e-3 (method.md section 8);
+// - kept counts, poisoned outputs, determinism, bad inputs.
+// Without a GPU the program prints "skipped: no GPU" and exits with 77 (ctest SKIP_RETURN_CODE).
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/backends.hpp"
+#include "liteattn/liteattn.hpp"
+#include "reference_helpers.hpp"
+
+namespace {
+
+using namespace lt;
+using liteattn::AttentionArgs;
+using liteattn::Criterion;
+using liteattn::SkipState;
+using liteattn::TensorView;
+using liteattn::TokenRange;
+using liteattn::VisitOrder;
+
+constexpr double kOutTolerance = 1e-2;  // rel L2, bf16 and fp16
+constexpr double kLseTolerance = 1e-3;  // abs
+constexpr float kNoThreshold = -std::numeric_limits<float>::infinity();
+
+#define CUDA_OK(expr)                                                                        \
+  do {                                                                                       \
+    cudaError_t e_ = (expr);                                                                 \
+    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+
+// Owning device memory.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) : bytes(n) { CUDA_OK(cudaMalloc(&ptr, std::max<std::size_t>(n, 16))); }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes) { o.ptr = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr, o.ptr);
+    std::swap(bytes, o.bytes);
+    return *this;
+  }
+};
+
+constexpr liteattn::Device kGpu{liteattn::DeviceKind::cuda, 0};
+
+// A device copy of a host tensor with the same strides.
+TensorView upload(const HostTensor& t, DeviceBuffer& buffer) {
+  buffer = DeviceBuffer(t.bytes().size());
+  CUDA_OK(cudaMemcpy(buffer.ptr, t.bytes().data(), t.bytes().size(), cudaMemcpyHostToDevice));
+  TensorView v = t.view();
+  v.data = buffer.ptr;
+  v.device = kGpu;
+  return v;
+}
+
+void download(HostTensor& t, const DeviceBuffer& buffer) {
+  CUDA_OK(cudaMemcpy(t.view().data, buffer.ptr, t.bytes().size(), cudaMemcpyDeviceToHost));
+}
+
+enum class Layout { contiguous, padded, packed_qkv };
+
+struct Config {
+  int id = 0;
+  i64 B = 1, Lq = 128, Lk = 128, H = 1, Hkv = 1, D = 128;
+  DType dtype = DType::bf16;
+  Layout layout = Layout::contiguous;
+  int steps = 3;
+  float threshold = -10.0f;
+  Criterion criterion = Criterion::running;
+  VisitOrder order = VisitOrder::descending;
+  double locality = 0.0;
+  std::vector<TokenRange> must_do, must_skip, dense_queries;
+  std::uint64_t seed = 1;
+
+  std::string describe() const {
+    std::ostringstream s;
+    s << "config " << id << ": B=" << B << " Lq=" << Lq << " Lk=" << Lk << " H=" << H << " Hkv=" << Hkv << " D=" << D
+      << " " << liteattn::to_string(dtype) << " layout=" << int(layout) << " thr=" << threshold
+      << " crit=" << liteattn::to_string(criterion) << " order=" << liteattn::to_string(order) << " a=" << locality
+      << " must_do=" << must_do.size() << " must_skip=" << must_skip.size() << " dense_q=" << dense_queries.size();
+    return s.str();
+  }
+};
+
+Order order_for_call(VisitOrder order, std::uint32_t visits) {
+  switch (order) {
+    case VisitOrder::descending: return Order::descending;
+    case VisitOrder::alternate: return (visits & 1u) ? Order::ascending : Order::descending;
+    case VisitOrder::diagonal_first: return Order::diagonal;
+  }
+  return Order::descending;
+}
+
+double max_abs_lse_error(const std::vector<float>& lse, const Reference& ref) {
+  double worst = 0.0;
+  for (std::size_t i = 0; i < lse.size(); ++i) {
+    const double a = lse[i], b = ref.lse[i];
+    if (std::isinf(a) && std::isinf(b) && (a < 0) == (b < 0)) continue;
+    const double e = std::abs(a - b);
+    if (!(e <= worst)) worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
+  }
+  return worst;
+}
+
+// Writes `mask` (rows * words, per row) into the buffer that each row of a CPU state reads next,
+// and `row_max` into its stored maxima, so the CPU reference runs on the GPU's read state.
+void load_cpu_state(SkipState& state, const std::vector<std::uint32_t>& mask, const std::vector<float>& row_max) {
+  const auto& v = state.view();
+  const i64 rows = v.key.rows(), words = v.key.words_per_row();
+  for (i64 r = 0; r < rows; ++r) {
+    const std::uint32_t buffer = v.row_visits[r] & 1u;
+    std::memcpy(v.mask + (buffer * rows + r) * words, &mask[std::size_t(r * words)], std::size_t(words) * 4);
+  }
+  if (v.row_max && !row_max.empty()) std::memcpy(v.row_max, row_max.data(), row_max.size() * 4);
+}
+
+// Runs one configuration for cfg.steps consecutive calls; returns the failures (empty = pass).
+std::vector<std::string> run_config(const Config& cfg) {
+  std::vector<std::string> failures;
+  auto fail = [&](const std::string& what) { failures.push_back(cfg.describe() + ": " + what); };
+
+  const i64 pad = cfg.layout == Layout::padded ? 24 : 0;  // 48 bytes: strided, still TMA-aligned
+  Problem p(cfg.B, cfg.Lq, cfg.Lk, cfg.H, cfg.Hkv, cfg.D, cfg.dtype, pad);
+  p.randomize(cfg.seed);
+  if (cfg.locality > 0) p.add_locality(cfg.locality);
+  const liteattn::TileShape tile = liteattn::tile_shape(liteattn::Backend::sm90, cfg.D, cfg.dtype);
+  const double scale = default_scale(cfg.D);
+  const MaskGeometry g(cfg.B, cfg.H, cfg.Lq, cfg.Lk, tile);
+
+  // Device inputs.
+  DeviceBuffer dq, dk, dv, dqkv, dout, dlse;
+  AttentionArgs gargs = p.args(true);
+  if (cfg.layout == Layout::packed_qkv) {
+    // One (B, L, 3, H, D) buffer; q, k, v are slices of it (Lq == Lk, H == Hkv).
+    const i64 L = cfg.Lq, H = cfg.H, D = cfg.D, es = 2;
+    std::vector<std::uint8_t> packed(std::size_t(cfg.B * L * 3 * H * D * es));
+    const HostTensor* parts[3] = {&p.q, &p.k, &p.v};
+    for (int part = 0; part < 3; ++part) {
+      const TensorView src = parts[part]->view();
+      for (i64 b = 0; b < cfg.B; ++b)
+        for (i64 l = 0; l < L; ++l)
+          for (i64 h = 0; h < H; ++h)
+            std::memcpy(&packed[std::size_t((((b * L + l) * 3 + part) * H + h) * D * es)],
+                        static_cast<const std::uint8_t*>(src.data) + (b * src.stride[0] + l * src.stride[1] + h * src.stride[2]) * es,
+                        std::size_t(D * es));
+    }
+    dqkv = DeviceBuffer(packed.size());
+    CUDA_OK(cudaMemcpy(dqkv.ptr, packed.data(), packed.size(), cudaMemcpyHostToDevice));
+    TensorView* views[3] = {&gargs.q, &gargs.k, &gargs.v};
+    for (int part = 0; part < 3; ++part) {
+      TensorView& t = *views[part];
+      t.data = static_cast<std::uint8_t*>(dqkv.ptr) + part * H * D * es;
+      t.device = kGpu;
+      t.stride = {L * 3 * H * D, 3 * H * D, D, 1};
+    }
+  } else {
+    gargs.q = upload(p.q, dq);
+    gargs.k = upload(p.k, dk);
+    gargs.v = upload(p.v, dv);
+  }
+  gargs.out = upload(p.out, dout);
+  dlse = DeviceBuffer(std::size_t(cfg.B * cfg.H * cfg.Lq) * 4);
+  gargs.lse = p.lse.view();
+  gargs.lse.data = dlse.ptr;
+  gargs.lse.device = kGpu;
+  gargs.skip.enabled = true;
+  gargs.skip.threshold = cfg.threshold;
+  gargs.skip.criterion = cfg.criterion;
+  gargs.skip.order = cfg.order;
+  gargs.must_do = cfg.must_do;
+  gargs.must_skip = cfg.must_skip;
+  gargs.dense_queries = cfg.dense_queries;
+
+  // The CPU reference backend on host copies, with the kernel's tile shape.
+  Problem pc = p;
+  AttentionArgs cargs = pc.args(true);
+  cargs.skip = gargs.skip;
+  cargs.must_do = cfg.must_do;
+  cargs.must_skip = cfg.must_skip;
+  cargs.dense_queries = cfg.dense_queries;
+  cargs.cpu_tile = tile;
+  cargs.cpu_threads = 1;  // configurations already run in parallel
+
+  SkipState gstate, cstate;
+  gstate.prepare(liteattn::state_key(gargs));
+  cstate.prepare(liteattn::state_key(cargs));
+
+  std::vector<float> lse(std::size_t(cfg.B * cfg.H * cfg.Lq));
+  for (int step = 0; step < cfg.steps; ++step) {
+    const auto read = gstate.read_mask();
+    const auto stored = gstate.row_max();
+    const std::uint32_t visits = gstate.row_visits().empty() ? 0u : gstate.row_visits()[0];
+
+    // Poison the outputs: every element the kernel must write starts as NaN.
+    CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
+    CUDA_OK(cudaMemset(dlse.ptr, 0xff, dlse.bytes));
+    try {
+      liteattn::attention(gargs, gstate);
+      CUDA_OK(cudaDeviceSynchronize());
+    } catch (const std::exception& e) {
+      fail(std::string("step ") + std::to_string(step) + " threw: " + e.what());
+      return failures;
+    }
+    download(p.out, dout);
+    CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
+    const auto written = gstate.read_mask();
+    const std::string at = "step " + std::to_string(step) + ": ";
+
+    // The fp64 recomputation of this call's decisions.
+    VoteCall call;
+    call.tile = tile;
+    call.scale = scale;
+    call.threshold = cfg.threshold;
+    call.previous = cfg.criterion == Criterion::previous;
+    call.order = order_for_call(cfg.order, visits);
+    call.read_mask = read;
+    call.stored_row_max = stored;
+    call.must_do = cfg.must_do;
+    call.must_skip = cfg.must_skip;
+    call.dense_queries = cfg.dense_queries;
+    const VoteResult expected = expected_votes(p, call);
+    const i64 bad_bits = certain_mismatches(written, expected, g);
+    if (bad_bits != 0) fail(at + std::to_string(bad_bits) + " written-mask bits differ from the fp64 votes");
+
+    // Output and lse against dense fp64 attention over the visited tiles.
+    const Reference ref = reference_attention(p, scale, tile, visited_tiles(expected, g));
+    const double out_err = rel_l2_out(p.out, ref);
+    if (!(out_err <= kOutTolerance)) fail(at + "out rel L2 " + std::to_string(out_err));
+    const double lse_err = max_abs_lse_error(lse, ref);
+    if (!(lse_err <= kLseTolerance)) fail(at + "lse max abs error " + std::to_string(lse_err));
+
+    // kept = tiles computed per (b, h).
+    const auto stats = gstate.stats();
+    for (i64 h = 0; h < cfg.H; ++h) {
+      i64 visited = 0;
+      for (i64 b = 0; b < cfg.B; ++b)
+        for (i64 i = 0; i < g.nq; ++i)
+          for (i64 j = 0; j < g.nk; ++j) visited += expected.visited[std::size_t(g.row(b, h, i) * g.nk + j)];
+      if (stats.computed_per_head[std::size_t(h)] != visited)
+        fail(at + "kept of head " + std::to_string(h) + " is " + std::to_string(stats.computed_per_head[std::size_t(h)]) +
+             ", expected " + std::to_string(visited));
+    }
+
+    // The CPU reference backend on the same read state writes the same mask (up to margins).
+    load_cpu_state(cstate, read, stored);
+    liteattn::attention(cargs, cstate);
+    const auto cpu_written = cstate.read_mask();
+    const i64 cpu_bad = certain_mismatches(cpu_written, expected, g);
+    i64 gpu_vs_cpu = 0;
+    for (i64 row = 0; row < g.B * g.H * g.nq; ++row)
+      for (i64 j = 0; j < g.nk; ++j) {
+        const std::size_t w = std::size_t(row * g.words + j / 32);
+        const bool a = (written[w] >> (j % 32)) & 1u, c = (cpu_written[w] >> (j % 32)) & 1u;
+        if (a != c && !expected.uncertain[std::size_t(row * g.nk + j)]) ++gpu_vs_cpu;
+      }
+    if (gpu_vs_cpu != 0) fail(at + std::to_string(gpu_vs_cpu) + " written-mask bits differ from the CPU reference");
+    if (cpu_bad != 0) fail(at + "(CPU reference itself differs from the fp64 votes in " + std::to_string(cpu_bad) + " bits)");
+    if (!failures.empty()) return failures;
+  }
+  return failures;
+}
+
+std::vector<TokenRange> random_ranges(std::mt19937_64& rng, i64 length, int max_count) {
+  std::vector<TokenRange> ranges;
+  const int count = int(rng() % (max_count + 1));
+  i64 position = 0;
+  for (int r = 0; r < count && position < length; ++r) {
+    const i64 begin = position + i64(rng() % std::uint64_t(std::max<i64>(1, length / 4)));
+    if (begin >= length) break;
+    const i64 end = std::min(length, begin + 1 + i64(rng() % std::uint64_t(std::max<i64>(1, length / 3))));
+    ranges.push_back({begin, end});
+    position = end + 1;
+  }
+  return ranges;
+}
+
+// The random configurations: the lengths the issue names, both dtypes and head dims, GQA,
+// strided and packed views, every order and criterion, ranges; sized so that the fp64 host
+// references stay affordable.
+std::vector<Config> make_configs(int count, std::uint64_t seed) {
+  const i64 lengths[] = {1, 127, 128, 129, 1000, 4097, 32760, 200, 333, 513, 768};
+  std::mt19937_64 rng(seed);
+  std::vector<Config> configs;
+  for (int id = 0; configs.size() < std::size_t(count); ++id) {
+    Config c;
+    c.id = id;
+    c.seed = rng();
+    c.D = (rng() % 2) ? 128 : 64;
+    c.dtype = (rng() % 2) ? DType::bf16 : DType::f16;
+    c.Lq = lengths[rng() % std::size(lengths)];
+    c.Lk = (rng() % 3 == 0) ? c.Lq : lengths[rng() % std::size(lengths)];
+    const int head_choice = int(rng() % 4);
+    c.Hkv = head_choice == 3 ? 2 : 1;
+    c.H = c.Hkv * ((head_choice >= 2) ? 2 : 1);
+    c.B = (rng() % 4 == 0) ? 2 : 1;
+    const double work = double(c.B * c.H) * double(c.Lq) * double(c.Lk) * double(c.D);
+    if (work > 2.2e9) continue;  // keep the host references fast
+    const int layout = int(rng() % 3);
+    c.layout = layout == 2 && c.Lq == c.Lk && c.H == c.Hkv ? Layout::packed_qkv
+               : layout >= 1                              ? Layout::padded
+                                                          : Layout::contiguous;
+    const float thresholds[] = {-10.0f, -6.0f, -3.0f, -1.0f, kNoThreshold};
+    c.threshold = thresholds[rng() % std::size(thresholds)];
+    c.criterion = (rng() % 3 == 0) ? Criterion::previous : Criterion::running;
+    const VisitOrder orders[] = {VisitOrder::descending, VisitOrder::alternate, VisitOrder::diagonal_first};
+    c.order = orders[rng() % 3];
+    c.locality = (rng() % 4 == 0) ? 0.0 : 0.02 * double(1 + rng() % 10);
+    if (rng() % 5 == 0) c.must_do = random_ranges(rng, c.Lk, 2);
+    if (rng() % 5 == 0) {
+      c.must_skip = random_ranges(rng, c.Lk, 2);
+      // must_skip may not overlap must_do: drop the overlapping ones.
+      std::vector<TokenRange> kept;
+      for (const auto& s : c.must_skip) {
+        bool overlap = false;
+        for (const auto& d : c.must_do) overlap |= s.begin < d.end && d.begin < s.end;
+        if (!overlap) kept.push_back(s);
+      }
+      c.must_skip = kept;
+    }
+    if (rng() % 6 == 0) c.dense_queries = random_ranges(rng, c.Lq, 1);
+    c.steps = 3;
+    configs.push_back(c);
+  }
+  return configs;
+}
+
+bool have_gpu() { return liteattn::cuda_device_count() > 0 && liteattn::cuda_device_capability(0) == 90; }
+
+TEST(Sm90, RandomConfigurationsMatchReferences) {
+  const auto configs = make_configs(64, 20261127);
+  std::vector<std::vector<std::string>> results(configs.size());
+  std::atomic<std::size_t> next{0};
+  const unsigned workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < workers; ++w)
+    pool.emplace_back([&] {
+      CUDA_OK(cudaSetDevice(0));
+      for (std::size_t i = next++; i < configs.size(); i = next++) {
+        try {
+          results[i] = run_config(configs[i]);
+        } catch (const std::exception& e) {
+          results[i] = {configs[i].describe() + ": exception " + e.what()};
+        }
+      }
+    });
+  for (auto& t : pool) t.join();
+  int failed = 0;
+  for (std::size_t i = 0; i < configs.size(); ++i) {
+    for (const auto& f : results[i]) ADD_FAILURE() << f;
+    failed += !results[i].empty();
+  }
+  std::printf("random configurations: %zu run, %d failed\n", configs.size(), failed);
+}
+
+// A few small configurations, single-threaded: the case that scripts/gpu_check.sh runs under
+// compute-sanitizer (memcheck, racecheck).
+TEST(Sm90, Small) {
+  std::vector<Config> configs;
+  for (int variant = 0; variant < 4; ++variant) {
+    Config c;
+    c.id = 1000 + variant;
+    c.Lq = 300;
+    c.Lk = 260;
+    c.H = 2;
+    c.Hkv = variant == 3 ? 1 : 2;
+    c.D = variant % 2 ? 64 : 128;
+    c.dtype = variant < 2 ? DType::bf16 : DType::f16;
+    c.layout = variant == 1 ? Layout::padded : Layout::contiguous;
+    c.threshold = -3.0f;
+    c.locality = 0.2;
+    c.order = variant == 2 ? VisitOrder::diagonal_first : VisitOrder::alternate;
+    c.criterion = variant == 3 ? Criterion::previous : Criterion::running;
+    c.steps = 2;
+    c.seed = 99 + variant;
+    configs.push_back(c);
+  }
+  for (const auto& c : configs)
+    for (const auto& f : run_config(c)) ADD_FAILURE() << f;
+}
+
+TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
+  for (i64 D : {64, 128})
+    for (DType dtype : {DType::bf16, DType::f16}) {
+      Problem p(2, 1000, 777, 4, 2, D, dtype);
+      p.randomize(7 + D);
+      DeviceBuffer dq, dk, dv, dout, dlse(std::size_t(2 * 4 * 1000) * 4);
+      AttentionArgs a = p.args(true);
+      a.q = upload(p.q, dq);
+      a.k = upload(p.k, dk);
+      a.v = upload(p.v, dv);
+      a.out = upload(p.out, dout);
+      a.lse.data = dlse.ptr;
+      a.lse.device = kGpu;
+      a.skip.enabled = false;
+      a.must_skip = {{0, 300}};  // tiles 0 and 1 (of 128 keys) are covered whole
+      CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
+      liteattn::attention(a);
+      CUDA_OK(cudaDeviceSynchronize());
+      download(p.out, dout);
+      std::vector<float> lse(std::size_t(2 * 4 * 1000));
+      CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
+      const auto tile = liteattn::tile_shape(liteattn::Backend::sm90, D, dtype);
+      const Reference ref = reference_attention(p, default_scale(D), tile, [&](i64, i64, i64, i64 j) { return j >= 2; });
+      EXPECT_LE(rel_l2_out(p.out, ref), kOutTolerance) << "D=" << D;
+      EXPECT_LE(max_abs_lse_error(lse, ref), kLseTolerance) << "D=" << D;
+    }
+}
+
+TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
+  Problem p(1, 300, 500, 2, 2, 128, DType::bf16);
+  p.randomize(3);
+  DeviceBuffer dq, dk, dv, dout, dlse(std::size_t(2 * 300) * 4);
+  AttentionArgs a = p.args(true);
+  a.q = upload(p.q, dq);
+  a.k = upload(p.k, dk);
+  a.v = upload(p.v, dv);
+  a.out = upload(p.out, dout);
+  a.lse.data = dlse.ptr;
+  a.lse.device = kGpu;
+  a.must_skip = {{0, 500}};
+  a.skip.enabled = true;
+  SkipState state;
+  CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
+  liteattn::attention(a, state);
+  CUDA_OK(cudaDeviceSynchronize());
+  download(p.out, dout);
+  std::vector<float> lse(600);
+  CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
+  for (i64 l = 0; l < 300; ++l)
+    for (i64 h = 0; h < 2; ++h)
+      for (i64 d = 0; d < 128; ++d) ASSERT_EQ(p.out.get(0, l, h, d), 0.0f);
+  for (float x : lse) ASSERT_TRUE(std::isinf(x) && x < 0);
+  const auto mask = state.read_mask();
+  for (auto w : mask) ASSERT_EQ(w, 0u);
+  EXPECT_EQ(state.stats().computed(), 0);
+}
+
+TEST(Sm90, Deterministic) {
+  Problem p(1, 4097, 4097, 2, 1, 128, DType::bf16);
+  p.randomize(11);
+  p.add_locality(0.1);
+  DeviceBuffer dq, dk, dv, dout;
+  AttentionArgs a = p.args(false);
+  a.q = upload(p.q, dq);
+  a.k = upload(p.k, dk);
+  a.v = upload(p.v, dv);
+  a.out = upload(p.out, dout);
+  a.skip.enabled = true;
+  a.skip.threshold = -6.0f;
+  a.skip.order = VisitOrder::alternate;
+  SkipState s1, s2;
+  for (int step = 0; step < 3; ++step) {
+    liteattn::attention(a, s1);
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<std::uint8_t> first(dout.bytes), second(dout.bytes);
+    CUDA_OK(cudaMemcpy(first.data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemset(dout.ptr, 0, dout.bytes));
+    liteattn::attention(a, s2);
+    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(cudaMemcpy(second.data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
+    EXPECT_TRUE(first == second) << "step " << step << ": outputs differ between identical calls";
+    EXPECT_TRUE(s1.read_mask() == s2.read_mask()) << "step " << step << ": masks differ";
+    EXPECT_EQ(s1.stats().computed(), s2.stats().computed());
+  }
+  std::printf("determinism: sparsity after 3 steps %.3f\n", s1.stats().next_sparsity());
+}
+
+TEST(Sm90, BadInputsGiveClearErrors) {
+  Problem p(1, 256, 256, 2, 2, 128, DType::bf16);
+  p.randomize(5);
+  DeviceBuffer dq, dk, dv, dout;
+  AttentionArgs good = p.args(false);
+  good.q = upload(p.q, dq);
+  good.k = upload(p.k, dk);
+  good.v = upload(p.v, dv);
+  good.out = upload(p.out, dout);
+  good.skip.enabled = false;
+  EXPECT_NO_THROW(liteattn::attention(good));
+
+  auto expect_argument_error = [&](AttentionArgs a, const char* argument, const char* what) {
+    try {
+      liteattn::attention(a);
+      ADD_FAILURE() << what << ": no error";
+    } catch (const liteattn::ArgumentError& e) {
+      EXPECT_EQ(e.argument(), argument) << what << ": " << e.what();
+      std::printf("  %s -> %s\n", what, e.what());
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": unexpected " << e.what();
+    }
+  };
+  {
+    AttentionArgs a = good;
+    a.k.dtype = DType::f16;
+    expect_argument_error(a, "k", "dtype mismatch");
+  }
+  {
+    AttentionArgs a = good;
+    a.q.dtype = a.k.dtype = a.v.dtype = a.out.dtype = DType::f32;
+    expect_argument_error(a, "q", "float32 on CUDA");
+  }
+  {
+    AttentionArgs a = good;
+    for (auto* t : {&a.q, &a.k, &a.v, &a.out}) t->shape[3] = 96;
+    expect_argument_error(a, "q", "head dim 96");
+  }
+  {
+    AttentionArgs a = good;
+    a.out.device = liteattn::Device{};
+    expect_argument_error(a, "out", "out on the CPU");
+  }
+  {
+    AttentionArgs a = good;
+    a.k.shape[1] = 200;
+    expect_argument_error(a, "v", "k and v shapes differ");
+  }
+  {
+    AttentionArgs a = good;
+    a.q.stride[2] = 100;  // 200 bytes: not a multiple of 16
+    expect_argument_error(a, "q", "stride not TMA-aligned");
+  }
+  {
+    AttentionArgs a = good;
+    a.q.data = static_cast<std::uint8_t*>(a.q.data) + 2;
+    expect_argument_error(a, "q", "misaligned base");
+  }
+  {
+    // A state made for another shape.
+    AttentionArgs a = good;
+    a.skip.enabled = true;
+    SkipState state;
+    liteattn::attention(a, state);
+    AttentionArgs b = good;
+    b.skip.enabled = true;
+    b.k.shape[1] = b.v.shape[1] = 128;
+    b.state = state.view();
+    expect_argument_error(b, "state", "mask of the wrong shape");
+  }
+  CUDA_OK(cudaDeviceSynchronize());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!have_gpu()) {
+    std::printf("skipped: no GPU (the sm_90 tests need an H100/H200)\n");
+    return 77;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
