@@ -25,10 +25,17 @@ TileRangeList overlapping_tiles(const std::vector<TokenRange>& ranges, std::int6
   return list;
 }
 
-// Tiles whose valid tokens a range covers completely (the last tile may be partial).
+// Tiles whose valid tokens the ranges cover completely (the last tile may be partial). Touching
+// ranges cover their union: [0, 8) and [8, 16) together cover a 16-token tile, so they are
+// joined before the tiles are counted.
 TileRangeList covered_tiles(const std::vector<TokenRange>& ranges, std::int64_t tile, std::int64_t length) {
+  std::vector<TokenRange> joined;
+  for (const auto& r : ranges) {
+    if (!joined.empty() && r.begin == joined.back().end) joined.back().end = r.end;
+    else joined.push_back(r);
+  }
   TileRangeList list;
-  for (const auto& r : ranges) append(list, ceil_div(r.begin, tile), r.end == length ? ceil_div(length, tile) : r.end / tile);
+  for (const auto& r : joined) append(list, ceil_div(r.begin, tile), r.end == length ? ceil_div(length, tile) : r.end / tile);
   return list;
 }
 
