@@ -357,6 +357,21 @@ TileKeep visited_tiles(const VoteResult& votes, const MaskGeometry& g) {
   };
 }
 
+std::vector<std::uint8_t> state_bytes(const liteattn::SkipState& state) {
+  std::vector<std::uint8_t> out;
+  if (!state.shaped()) return out;
+  const auto& v = state.view();
+  auto append = [&](const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    out.insert(out.end(), b, b + n);
+  };
+  append(v.mask, v.key.mask_bytes());
+  append(v.row_visits, v.key.row_visits_bytes());
+  append(v.kept, v.key.kept_bytes());
+  if (v.row_max) append(v.row_max, v.key.row_max_bytes());
+  return out;
+}
+
 i64 certain_mismatches(const std::vector<std::uint32_t>& actual, const VoteResult& expected, const MaskGeometry& g) {
   i64 n = 0;
   for (i64 row = 0; row < g.B * g.H * g.nq; ++row)

@@ -139,6 +139,9 @@ VoteResult expected_votes(const Problem& p, const VoteCall& call, double margin_
 // Keep predicate of the tiles a call visits (for reference_attention under the same read mask).
 TileKeep visited_tiles(const VoteResult& votes, const MaskGeometry& g);
 
+// Every byte of a (CPU) state's buffers: both masks, row counters, kept counts, row maxima.
+std::vector<std::uint8_t> state_bytes(const liteattn::SkipState& state);
+
 // Count of (row, tile) bits where `actual` differs from `expected` outside uncertain entries.
 i64 certain_mismatches(const std::vector<std::uint32_t>& actual, const VoteResult& expected, const MaskGeometry& g);
 

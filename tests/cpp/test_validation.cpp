@@ -1,0 +1,242 @@
+// Every bad-input rule of design.md: a clear liteattn::ArgumentError naming the argument, and
+// a rejected call leaves the outputs and the state exactly as they were.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <limits>
+
+#include "reference_helpers.hpp"
+
+namespace {
+
+using namespace lt;
+using liteattn::ArgumentError;
+using liteattn::AttentionArgs;
+using liteattn::Device;
+using liteattn::DeviceKind;
+using liteattn::SkipState;
+using liteattn::TokenRange;
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+const Device kCuda{DeviceKind::cuda, 0};
+
+struct BadCase {
+  const char* name;
+  const char* argument;  // what ArgumentError::argument() must say
+  std::function<void(AttentionArgs&)> mutate;
+};
+
+std::string argument_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const ArgumentError& e) {
+    EXPECT_NE(std::string(e.what()).find(e.argument()), std::string::npos) << "the message names the argument";
+    return e.argument();
+  } catch (const std::exception& e) {
+    return std::string("<other exception: ") + e.what() + ">";
+  }
+  return "<no exception>";
+}
+
+std::vector<TokenRange> many_ranges(int n) {
+  std::vector<TokenRange> r;
+  for (int i = 0; i < n; ++i) r.push_back({i, i + 1});
+  return r;
+}
+
+// B=2, Lq=20, Lk=24, H=4, Hkv=2, D=16; 8x8 tiles.
+std::vector<BadCase> bad_cases() {
+  return {
+      {"q_missing", "q", [](auto& a) { a.q.data = nullptr; }},
+      {"q_rank3", "q", [](auto& a) { a.q.rank = 3; }},
+      {"k_rank3", "k", [](auto& a) { a.k.rank = 3; }},
+      {"v_rank2", "v", [](auto& a) { a.v.rank = 2; }},
+      {"out_rank3", "out", [](auto& a) { a.out.rank = 3; }},
+      {"out_missing", "out", [](auto& a) { a.out.data = nullptr; }},
+      {"q_zero_length", "q", [](auto& a) { a.q.shape[1] = 0; }},
+      {"k_dtype", "k", [](auto& a) { a.k.dtype = DType::bf16; }},
+      {"v_dtype", "v", [](auto& a) { a.v.dtype = DType::f16; }},
+      {"out_dtype", "out", [](auto& a) { a.out.dtype = DType::bf16; }},
+      {"k_batch", "k", [](auto& a) { a.k.shape[0] = 1; }},
+      {"k_head_dim", "k", [](auto& a) { a.k.shape[3] = 8; }},
+      {"v_length", "v", [](auto& a) { a.v.shape[1] = 23; }},
+      {"v_heads", "v", [](auto& a) { a.v.shape[2] = 1; }},
+      {"out_shape", "out", [](auto& a) { a.out.shape[1] = 19; }},
+      {"gqa_not_dividing", "k", [](auto& a) { a.k.shape[2] = a.v.shape[2] = 3; }},
+      {"q_last_stride", "q", [](auto& a) { a.q.stride[3] = 2; }},
+      {"v_last_stride", "v", [](auto& a) { a.v.stride[3] = 2; }},
+      {"out_last_stride_zero", "out", [](auto& a) { a.out.stride[3] = 0; }},
+      {"k_negative_stride", "k", [](auto& a) { a.k.stride[1] = -a.k.stride[1]; }},
+      {"k_device", "k", [](auto& a) { a.k.device = kCuda; }},
+      {"v_device", "v", [](auto& a) { a.v.device = kCuda; }},
+      {"out_device", "out", [](auto& a) { a.out.device = kCuda; }},
+      {"lse_device", "lse", [](auto& a) { a.lse.device = kCuda; }},
+      {"cuda_fp32", "q", [](auto& a) { a.q.device = a.k.device = a.v.device = a.out.device = a.lse.device = kCuda; }},
+      {"cuda_head_dim", "q",
+       [](auto& a) {
+         for (auto* t : {&a.q, &a.k, &a.v, &a.out}) t->device = kCuda, t->dtype = DType::bf16;
+         a.lse.device = kCuda;
+         a.q.shape[3] = a.k.shape[3] = a.v.shape[3] = a.out.shape[3] = 8;  // 64 and 128 only
+       }},
+      {"lse_dtype", "lse", [](auto& a) { a.lse.dtype = DType::bf16; }},
+      {"lse_length", "lse", [](auto& a) { a.lse.shape[2] = 21; }},
+      {"lse_heads", "lse", [](auto& a) { a.lse.shape[1] = 2; }},
+      {"lse_rank", "lse", [](auto& a) { a.lse.rank = 2; }},
+      {"lse_strided", "lse", [](auto& a) { a.lse.stride[1] = 40, a.lse.stride[0] = 160; }},
+      {"scale_zero", "scale", [](auto& a) { a.scale = 0.0f; }},
+      {"scale_negative", "scale", [](auto& a) { a.scale = -0.25f; }},
+      {"scale_nan", "scale", [](auto& a) { a.scale = kNaN; }},
+      {"scale_inf", "scale", [](auto& a) { a.scale = kInf; }},
+      {"cpu_tile_zero", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{0, 8}; }},
+      {"cpu_tile_huge", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{8, 5000}; }},
+      {"cpu_threads", "cpu_threads", [](auto& a) { a.cpu_threads = -1; }},
+      {"threshold_positive", "threshold", [](auto& a) { a.skip.threshold = 0.5f; }},
+      {"threshold_nan", "threshold", [](auto& a) { a.skip.threshold = kNaN; }},
+      {"threshold_inf", "threshold", [](auto& a) { a.skip.threshold = kInf; }},
+      {"must_do_past_end", "must_do", [](auto& a) { a.must_do = {{20, 25}}; }},
+      {"must_do_negative", "must_do", [](auto& a) { a.must_do = {{-1, 2}}; }},
+      {"must_do_empty", "must_do", [](auto& a) { a.must_do = {{5, 5}}; }},
+      {"must_do_reversed", "must_do", [](auto& a) { a.must_do = {{6, 4}}; }},
+      {"must_do_out_of_order", "must_do", [](auto& a) { a.must_do = {{10, 12}, {2, 4}}; }},
+      {"must_do_overlapping", "must_do", [](auto& a) { a.must_do = {{2, 6}, {5, 8}}; }},
+      {"must_do_too_many", "must_do", [](auto& a) { a.must_do = many_ranges(17); }},
+      {"must_skip_past_end", "must_skip", [](auto& a) { a.must_skip = {{0, 25}}; }},
+      {"must_skip_out_of_order", "must_skip", [](auto& a) { a.must_skip = {{10, 12}, {9, 10}}; }},
+      {"must_skip_overlapping", "must_skip", [](auto& a) { a.must_skip = {{0, 8}, {7, 9}}; }},
+      {"must_skip_empty", "must_skip", [](auto& a) { a.must_skip = {{3, 3}}; }},
+      {"dense_queries_past_end", "dense_queries", [](auto& a) { a.dense_queries = {{0, 21}}; }},  // Lq = 20
+      {"dense_queries_reversed", "dense_queries", [](auto& a) { a.dense_queries = {{4, 2}}; }},
+      {"must_do_overlaps_must_skip", "must_skip",
+       [](auto& a) {
+         a.must_do = {{2, 6}};
+         a.must_skip = {{5, 16}};
+       }},
+      {"must_do_overlaps_must_skip_later_range", "must_skip",
+       [](auto& a) {
+         a.must_do = {{0, 1}, {20, 22}};
+         a.must_skip = {{8, 16}, {21, 24}};
+       }},
+  };
+}
+
+class BadInput : public ::testing::TestWithParam<BadCase> {
+ protected:
+  BadInput() : p(2, 20, 24, 4, 2, 16) {
+    p.randomize(1);
+    p.add_locality(1.0 / 16.0);
+  }
+  AttentionArgs valid() const {
+    auto a = p.args();
+    a.cpu_tile = TileShape{8, 8};
+    a.skip.enabled = true;
+    a.skip.threshold = -2.0f;
+    return a;
+  }
+  Problem p;
+};
+
+TEST_P(BadInput, ThrowsArgumentErrorNamingTheArgumentAndChangesNothing) {
+  const auto& c = GetParam();
+  // A state with history, and outputs from a valid call.
+  SkipState state;
+  for (int i = 0; i < 2; ++i) liteattn::attention(valid(), state);
+  ASSERT_GT(state.stats().next_sparsity(), 0.0);
+  const auto out_before = p.out.bytes();
+  const auto lse_before = p.lse.data;
+  const auto state_before = state_bytes(state);
+
+  auto args = valid();
+  c.mutate(args);
+  EXPECT_EQ(argument_of([&] { liteattn::validate(args); }), c.argument) << c.name;
+  EXPECT_EQ(argument_of([&] { liteattn::attention(args, state); }), c.argument) << c.name;
+  auto with_view = args;
+  with_view.state = state.view();
+  EXPECT_EQ(argument_of([&] { liteattn::attention(with_view); }), c.argument) << c.name;
+
+  EXPECT_EQ(p.out.bytes(), out_before) << c.name;
+  EXPECT_EQ(std::memcmp(p.lse.data.data(), lse_before.data(), lse_before.size() * 4), 0) << c.name;
+  EXPECT_EQ(state_bytes(state), state_before) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Rules, BadInput, ::testing::ValuesIn(bad_cases()), [](const auto& info) { return info.param.name; });
+
+TEST(Validation, DtypeErrorsAreTypeErrors) {
+  Problem p(1, 4, 4, 1, 1, 8);
+  auto a = p.args();
+  a.k.dtype = DType::bf16;
+  try {
+    liteattn::validate(a);
+    FAIL() << "no exception";
+  } catch (const ArgumentError& e) {
+    EXPECT_EQ(e.kind(), ArgumentError::Kind::type);
+  }
+}
+
+TEST(Validation, HeadDimTooLargeOnTheCpu) {
+  Problem p(1, 2, 3, 1, 1, 513);
+  EXPECT_EQ(argument_of([&] { liteattn::attention(p.args()); }), "q");
+  Problem ok(1, 2, 3, 1, 1, 512);
+  EXPECT_EQ(argument_of([&] { liteattn::attention(ok.args()); }), "<no exception>");
+}
+
+TEST(Validation, StateRules) {
+  Problem p(1, 20, 24, 2, 2, 16);
+  p.randomize(2);
+  auto args = p.args();
+  args.cpu_tile = TileShape{8, 8};
+  args.skip.enabled = true;
+  // Skipping needs a state.
+  EXPECT_EQ(argument_of([&] { liteattn::attention(args); }), "state");
+  // A state made for another key (another tile shape, another length, another criterion).
+  for (auto change : std::vector<std::function<void(AttentionArgs&)>>{
+           [](auto& a) { a.cpu_tile = TileShape{8, 16}; },
+           [](auto& a) { a.q.shape[1] = 19, a.out.shape[1] = 19, a.lse = {}; },
+           [](auto& a) { a.skip.criterion = liteattn::Criterion::previous; },
+       }) {
+    SkipState other;
+    auto made_for = args;
+    change(made_for);
+    other.prepare(liteattn::state_key(made_for));
+    liteattn::attention(made_for, other);
+    const auto before = state_bytes(other);
+    const auto out_before = p.out.bytes();
+    auto call = args;
+    call.state = other.view();
+    EXPECT_EQ(argument_of([&] { liteattn::attention(call); }), "state");
+    EXPECT_EQ(state_bytes(other), before);
+    EXPECT_EQ(p.out.bytes(), out_before);
+  }
+  // Skipping disabled: no state needed and a positive threshold is ignored.
+  auto dense = p.args();
+  dense.skip.enabled = false;
+  dense.skip.threshold = 3.0f;
+  EXPECT_EQ(argument_of([&] { liteattn::attention(dense); }), "<no exception>");
+}
+
+TEST(Validation, EdgeRangesAreAccepted) {
+  Problem p(1, 20, 24, 1, 1, 16);
+  p.randomize(3);
+  SkipState state;
+  auto args = p.args();
+  args.cpu_tile = TileShape{8, 8};
+  args.skip.enabled = true;
+  args.must_do = {{0, 4}, {4, 8}};    // touching ranges
+  args.must_skip = {{8, 16}, {16, 24}};  // up to Lk, touching must_do's end
+  args.dense_queries = {{0, 20}};
+  EXPECT_EQ(argument_of([&] { liteattn::attention(args, state); }), "<no exception>");
+  args.must_do = many_ranges(16);  // the most ranges a call may pass
+  args.must_skip = {};
+  EXPECT_EQ(argument_of([&] { liteattn::attention(args, state); }), "<no exception>");
+}
+
+TEST(Validation, ParsersNameTheirArgument) {
+  EXPECT_EQ(argument_of([] { liteattn::parse_dtype("int8", "dtype"); }), "dtype");
+  EXPECT_EQ(argument_of([] { liteattn::parse_criterion("max", "criterion"); }), "criterion");
+  EXPECT_EQ(argument_of([] { liteattn::parse_visit_order("random", "--order"); }), "--order");
+  EXPECT_EQ(liteattn::parse_dtype("bf16", "dtype"), DType::bf16);
+  EXPECT_EQ(liteattn::parse_visit_order("diagonal_first", "order"), liteattn::VisitOrder::diagonal_first);
+  EXPECT_EQ(liteattn::parse_criterion("previous", "c"), liteattn::Criterion::previous);
+}
+
+}  // namespace
