@@ -330,14 +330,18 @@ class CallOptions:
 
 
 def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool):
-    """Runs one attention call; returns (out, lse or None). On a new state key a fresh state is
-    allocated and initialised inside the call, and replaces `state`'s buffers only when the call
-    succeeds, so a rejected call leaves the state as it was."""
+    """Runs one attention call; returns (out, lse or None).
+
+    With a state, the call uses it: it reads and updates it when opts.enabled, and leaves it alone
+    otherwise (warm-up). On a new state key a fresh state is allocated and initialised inside the
+    call, and replaces `state`'s buffers only when the call succeeds, so a rejected call leaves the
+    state as it was. For torch inputs opts.enabled / opts.threshold may be 0-dim CPU tensors (so
+    that torch.compile does not specialize on them)."""
     dtype = lib.dtype_name(q)
-    enabled = opts.enabled and state is not None
     candidate = None
     reset = False
-    if enabled:
+    use = None
+    if state is not None:
         key = state_key(q.shape, k.shape, dtype, lib.device(q), opts.criterion, opts.cpu_tile)
         if state.key != key or state.lib is not lib:
             candidate = SkipState.allocate(lib, key, q)
@@ -347,19 +351,20 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
     if t is not None and lib is t:
         from . import _torch_ops
 
-        out, lse = _torch_ops.forward(q, k, v, use if enabled else None, opts, enabled, reset, return_lse)
+        out, lse = _torch_ops.forward(q, k, v, use, opts, reset, return_lse)
         if not return_lse:
             lse = None
     else:
+        enabled = bool(opts.enabled)
         B, Lq, H, D = q.shape
         out = lib.empty(tuple(q.shape), dtype, q)
         lse = lib.empty((B, H, Lq), "float32", q) if return_lse else None
-        bufs = use.buffers() if enabled else (None, None, None, None)
+        bufs = use.buffers() if use is not None else (None, None, None, None)
         _ext.forward(q, k, v, out, lse, *bufs, opts.scale, enabled, float(opts.threshold), opts.criterion,
                      opts.order, opts.must_do, opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads,
                      lib.stream(q), reset)
-    if enabled:
-        lib.add_(use.cumulative, use.kept)
+        if enabled and use is not None:
+            lib.add_(use.cumulative, use.kept)
     if candidate is not None:
         state.adopt(candidate)
     return out, lse

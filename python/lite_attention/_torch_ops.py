@@ -26,7 +26,8 @@ NAMESPACE = "lite_attention"
 
 _FORWARD_SCHEMA = (
     "forward(Tensor q, Tensor k, Tensor v, Tensor(a!)? mask, Tensor(b!)? row_visits, Tensor(c!)? row_max, "
-    "Tensor(d!)? kept, float? scale, bool enabled, float threshold, str criterion, str order, int[] must_do, "
+    "Tensor(d!)? kept, Tensor(e!)? cumulative, Tensor threshold, Tensor enabled, float? scale, str criterion, "
+    "str order, int[] must_do, "
     "int[] must_skip, int[] dense_queries, int[]? cpu_tile, int cpu_threads, bool reset, bool return_lse) "
     "-> (Tensor, Tensor)"
 )
@@ -50,8 +51,16 @@ def _pairs(flat: List[int]):
     return list(zip(flat[0::2], flat[1::2]))
 
 
-def _forward_impl(q, k, v, mask, row_visits, row_max, kept, scale, enabled, threshold, criterion, order, must_do,
-                  must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+def _host_scalar(t: torch.Tensor, name: str):
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: expected a CPU scalar tensor (reading a device value would synchronize)")
+    return t.item()
+
+
+def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+    enabled = bool(_host_scalar(enabled, "enabled"))
+    threshold = float(_host_scalar(threshold, "threshold"))
     B, Lq, H, D = q.shape
     out = torch.empty((B, Lq, H, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32, device=q.device)
@@ -59,11 +68,13 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, scale, enabled, thre
                  _capsule(mask), _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled,
                  float(threshold), criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries),
                  None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
+    if enabled and cumulative is not None:
+        cumulative.add_(kept)
     return out, lse
 
 
-def _forward_fake(q, k, v, mask, row_visits, row_max, kept, scale, enabled, threshold, criterion, order, must_do,
-                  must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+def _forward_fake(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
     B, Lq, H, D = q.shape
     out = q.new_empty((B, Lq, H, D))
     lse = q.new_empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32)
@@ -97,17 +108,24 @@ _DTYPE_ORDER = ("float32", "bfloat16", "float16")
 _LIB = _define()
 
 
-def forward(q, k, v, state, opts, enabled: bool, reset: bool, return_lse: bool):
-    """Calls torch.ops.lite_attention.forward with a state (or None) and CallOptions."""
-    if enabled:
+def _scalar(x, dtype):
+    return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype)
+
+
+def forward(q, k, v, state, opts, reset: bool, return_lse: bool):
+    """Calls torch.ops.lite_attention.forward with a SkipState (or None) and CallOptions;
+    opts.threshold / opts.enabled may be Python values or 0-dim CPU tensors."""
+    if state is not None:
         mask, row_visits, row_max, kept = state.buffers()
+        cumulative = state.cumulative
     else:
-        mask = row_visits = row_max = kept = None
+        mask = row_visits = row_max = kept = cumulative = None
     flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
     return torch.ops.lite_attention.forward(
-        q, k, v, mask, row_visits, row_max, kept, opts.scale, enabled, float(opts.threshold), opts.criterion,
-        opts.order, flat(opts.must_do), flat(opts.must_skip), flat(opts.dense_queries),
-        None if opts.cpu_tile is None else list(opts.cpu_tile), int(opts.cpu_threads), reset, return_lse)
+        q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(opts.threshold, torch.float32),
+        _scalar(opts.enabled, torch.bool), opts.scale, opts.criterion, opts.order, flat(opts.must_do),
+        flat(opts.must_skip), flat(opts.dense_queries), None if opts.cpu_tile is None else list(opts.cpu_tile),
+        int(opts.cpu_threads), reset, return_lse)
 
 
 def reset(state) -> None:

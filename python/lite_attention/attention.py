@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, Hashable, Optional, Sequence, Tuple, Union
 
-from ._arrays import lib_of
+from ._arrays import lib_of, torch_lib
 from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_option, check_qkv, check_scale, run
 from ._ranges import normalize_ranges
 from .schedule import ThresholdSchedule, check_threshold
@@ -67,15 +67,16 @@ class LiteAttention:
                           "running in the input dtype", RuntimeWarning, stacklevel=2)
         self.auto_step = bool(auto_step)
         self._states: Dict[Hashable, SkipState] = {}
-        self._step = 0
+        self._counter = _StepCounter()
         self._ran: set = set()  # branches that already ran at the current step
+        self._schedule_tensor = None  # the schedule's thresholds as a torch tensor (torch inputs)
         self._last_branch: Optional[Hashable] = None
 
     # --- upstream API -------------------------------------------------------------------
     @property
     def threshold(self) -> float:
         """The threshold of the current step (log2 units, <= 0)."""
-        return self._schedule.threshold(self._step)
+        return self._schedule.threshold(self.step)
 
     @threshold.setter
     def threshold(self, value: float) -> None:
@@ -84,6 +85,7 @@ class LiteAttention:
     def set_threshold(self, threshold: float) -> None:
         """One threshold for every step (replaces a schedule). Must be <= 0."""
         self._schedule = ThresholdSchedule.constant(check_threshold(threshold))
+        self._schedule_tensor = None
 
     def enable_skip_optimization(self, enable: bool = True) -> None:
         """enable=False: plain dense attention; skip states are kept for later."""
@@ -112,6 +114,7 @@ class LiteAttention:
         if not isinstance(schedule, ThresholdSchedule):
             raise TypeError(f"schedule: expected a ThresholdSchedule, got {type(schedule).__name__}")
         self._schedule = schedule
+        self._schedule_tensor = None
 
     @property
     def step(self) -> int:
@@ -119,21 +122,35 @@ class LiteAttention:
         With auto_step, a call on a branch that already ran at the current step first advances
         the step; so one call per step, or one call per branch per step (CFG), both count steps.
         Setting it makes the next calls (of every branch) use that step."""
-        return self._step
+        return self._counter.get()
 
     @step.setter
     def step(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"step: expected an integer >= 0, got {value!r}")
-        self._step = int(value)
+        self._counter.set(int(value))
         self._ran = set()
 
-    def _advance(self, branch: Hashable) -> int:
+    def _advance(self, branch: Hashable) -> None:
         if self.auto_step and branch in self._ran:
-            self._step += 1
+            self._counter.add(1)
             self._ran = set()
         self._ran.add(branch)
-        return self._step
+
+    def _skip_decision(self, lib, step_key: Hashable):
+        """(skipping enabled, threshold) of the call about to run. For torch inputs both are 0-dim
+        CPU tensors computed from the step counter tensor, so that torch.compile neither guards
+        on the step nor recompiles when it advances."""
+        peek = 1 if (self.auto_step and step_key in self._ran) else 0
+        if lib is torch_lib() and self._counter.tensor is not None:
+            import torch
+
+            if self._schedule_tensor is None:
+                self._schedule_tensor = torch.tensor(self._schedule.thresholds, dtype=torch.float32)
+            step = self._counter.tensor + peek
+            index = step.clamp(max=len(self._schedule.thresholds) - 1)
+            return step >= self._schedule.warmup_steps, self._schedule_tensor.gather(0, index.reshape(1)).squeeze(0)
+        return self._schedule(self._counter.get() + peek)
 
     # --- statistics ---------------------------------------------------------------------
     @property
@@ -184,15 +201,14 @@ class LiteAttention:
                     raise ValueError(f"must_skip_list: range [{c}, {d}) overlaps must_do_list range [{a}, {b})")
         if not isinstance(branch, Hashable):
             raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
-        step = self._peek_step(branch if step_key is None else step_key)
-        enabled, threshold = self._schedule(step)
-        opts.enabled = self._enabled and enabled
-        opts.threshold = threshold
+        opts.enabled, opts.threshold = self._skip_decision(lib, branch if step_key is None else step_key)
         state = None
-        if opts.enabled:
+        if self._enabled:
             state = self._states.get(branch)
             if state is None:
                 state = SkipState()
+        else:
+            opts.enabled = False  # plain dense attention; the states stay as they are
         out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse))
         # Only a call that ran changes the instance (a rejected call leaves it as it was).
         if state is not None:
@@ -201,12 +217,34 @@ class LiteAttention:
         self._last_branch = branch
         return (out, lse) if return_softmax_lse else out
 
-    def _peek_step(self, branch: Hashable) -> int:
-        return self._step + 1 if (self.auto_step and branch in self._ran) else self._step
-
     def __repr__(self):
         return (f"{type(self).__name__}(enable_skipping={self._enabled}, schedule={self._schedule!r}, "
-                f"criterion={self.criterion!r}, order={self.order!r}, step={self._step}, branches={self.branches})")
+                f"criterion={self.criterion!r}, order={self.order!r}, step={self.step}, branches={self.branches})")
+
+
+class _StepCounter:
+    """The step counter: a 0-dim int64 CPU torch tensor where torch is installed (mutated in
+    place, so torch.compile traces its updates instead of guarding on its value), else an int."""
+
+    def __init__(self):
+        t = torch_lib()
+        self.tensor = t.torch.zeros((), dtype=t.torch.int64) if t is not None else None
+        self.value = 0
+
+    def get(self) -> int:
+        return int(self.tensor) if self.tensor is not None else self.value
+
+    def set(self, value: int) -> None:
+        if self.tensor is not None:
+            self.tensor.fill_(value)
+        else:
+            self.value = value
+
+    def add(self, n: int) -> None:
+        if self.tensor is not None:
+            self.tensor.add_(n)
+        else:
+            self.value += n
 
 
 class SeqParallelLiteAttention(LiteAttention):

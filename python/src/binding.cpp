@@ -173,7 +173,8 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
 
 // The attention call. Buffers: out (B, Lq, H, D) like q; lse fp32 (B, H, Lq) or None; the skip
 // state's mask / row_visits / row_max / kept (None when skipping is disabled). With reset=True
-// the state is re-initialised (after every argument check passed) before the call reads it.
+// the state is re-initialised (after every argument check passed) before the call reads it,
+// also when skipping is disabled for this call (a warm-up step on a fresh state).
 void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
              const OptArray& mask, const OptArray& row_visits, const OptArray& row_max, const OptArray& kept,
              std::optional<double> scale, bool enabled, double threshold, const std::string& criterion,
@@ -209,16 +210,15 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
   liteattn::AttentionArgs without_state = args;
   without_state.skip.enabled = false;
   liteattn::validate(without_state);
-  if (enabled) {
-    if (std::isnan(threshold) || threshold > 0.0)
-      fail("threshold", "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(threshold));
-    args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
-  }
+  if (enabled && (std::isnan(threshold) || threshold > 0.0))
+    fail("threshold", "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(threshold));
+  // A disabled call (warm-up) leaves the state alone, but still initialises a fresh one (reset).
+  if (enabled || (reset && mask)) args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
   // Every check runs before anything is written, so a rejected call leaves out and state as
   // they were (the reset below included).
   liteattn::validate(args);
   nb::gil_scoped_release release;
-  if (enabled && reset) liteattn::reset_state(args.state, args.stream);
+  if (reset && args.state.defined()) liteattn::reset_state(args.state, args.stream);
   liteattn::attention(args);
 }
 
