@@ -133,10 +133,13 @@ struct Params {
   uint32_t* row_visits;
   float* row_max;  // criterion previous only
   uint32_t* kept;
+  // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).
+  bool schedule_warpgroups;
 };
 
 // Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
-enum class Barrier : uint32_t { query_empty = 0, consumers = 1 };
+// wg_turn + w: consumer warpgroup w may issue its next GEMMs (see the consumer main loop).
+enum class Barrier : uint32_t { query_empty = 0, consumers = 1, wg_turn = 2 };
 
 // ------------------------------------------------------------------------------------------
 // Small device helpers.
@@ -344,6 +347,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const bool previous_criterion = plan.criterion == Criterion::previous;
   const bool partial_last_tile = (params.len_k % kBlockN) != 0;
 
+  // Warpgroup turns: a consumer warpgroup issues the GEMMs of a main-loop step only on its turn
+  // and then hands the turn to the other one, so the tensor cores alternate between them and
+  // one warpgroup's softmax overlaps the other's GEMMs. Both walk the same tile sequence, so the
+  // turns stay paired across work tiles; warpgroup 0 takes the first turn.
+  const int consumer_wg = thread / cutlass::NumThreadsPerWarpGroup;
+  const bool schedule = params.schedule_warpgroups;
+  auto wait_turn = [&] {
+    if (schedule) cutlass::arch::NamedBarrier::sync(kMmaThreads, uint32_t(Barrier::wg_turn) + consumer_wg);
+  };
+  auto pass_turn = [&] {
+    if (schedule) cutlass::arch::NamedBarrier::arrive(kMmaThreads, uint32_t(Barrier::wg_turn) + (1 - consumer_wg));
+  };
+  if (schedule && consumer_wg == 0) cutlass::arch::NamedBarrier::arrive(kMmaThreads, uint32_t(Barrier::wg_turn));
+
   PipelineState read;  // starts at stage 0, phase 0 (consumer start state)
   int iteration = 0;
   for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
@@ -464,9 +481,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         ++read;
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
         pipeline_k.consumer_wait(read);
+        wait_turn();
         wg_gemm<true, -1>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
         pipeline_v.consumer_wait(read_v);
         wg_gemm<false, -1>(tiled_mma_pv, tOrP, tOrV(_, _, _, read_v.index()), tOrO);
+        pass_turn();
         warpgroup_wait<1>();
         pipeline_k.consumer_release(read);
         float scale_o[2];

@@ -1,5 +1,6 @@
 // The Hopper backend's entry point: checks what only this kernel needs (TMA alignment, mask
 // width), picks the instantiation and launches it on args.stream. No allocation, no sync.
+#include <cstdlib>
 #include <string>
 
 #include <cutlass/numeric_types.h>
@@ -65,6 +66,13 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan) {
   sm90::LaunchInfo info;
   info.stream = args.stream;
   info.sm_count = cuda::sm_count(device);
+  // Experiment knob for the benchmark notes (bench/NOTES.md): LITEATTN_SM90_WG_SCHEDULE=0 turns
+  // the consumer warpgroups' turn-taking off. Read once.
+  static const bool schedule = [] {
+    const char* v = std::getenv("LITEATTN_SM90_WG_SCHEDULE");
+    return !(v && v[0] == '0');
+  }();
+  info.schedule_warpgroups = schedule;
 
   const bool bf16 = args.q.dtype == DType::bf16;
   if (plan.head_dim == 64) {

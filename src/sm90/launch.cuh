@@ -62,6 +62,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     params.kept = args.state.kept;
   }
 
+  params.schedule_warpgroups = info.schedule_warpgroups;
+
   auto kernel = attention_fwd_kernel<Traits>;
   // Raising the dynamic shared-memory limit is per device and function; doing it on every call
   // costs about a microsecond and keeps multi-device processes right.

@@ -10,6 +10,7 @@ namespace liteattn::sm90 {
 struct LaunchInfo {
   void* stream = nullptr;  // cudaStream_t
   int sm_count = 0;        // persistent grid size
+  bool schedule_warpgroups = true;  // alternate the consumer warpgroups' GEMM issue
 };
 
 // Defined once per instantiation in fwd_<dtype>_hd<dim>.cu. Element is cutlass::bfloat16_t or
