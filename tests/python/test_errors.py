@@ -1,0 +1,118 @@
+"""Bad input gets a TypeError / ValueError naming the argument and what was expected, and a
+rejected call leaves the skip state (and the step) as they were."""
+import numpy as np
+import pytest
+
+import lite_attention as la
+from lite_attention import LiteAttention
+from conftest import randn
+
+Q = randn((1, 64, 2, 32), 1)
+
+
+def call(*args, **kwargs):
+    return LiteAttention(cpu_tile=(16, 16))(*args, **kwargs)
+
+
+@pytest.mark.parametrize("args,exc,pattern", [
+    ((Q.tolist(), Q, Q), TypeError, r"query: expected a torch.Tensor, numpy.ndarray or cupy.ndarray"),
+    ((Q, "k", Q), TypeError, r"key: expected a numpy array"),
+    ((Q[0], Q, Q), ValueError, r"query: expected rank 4 \(batch, seq_len, heads, head_dim\), got shape \(64, 2, 32\)"),
+    ((Q.astype(np.float64), Q, Q), TypeError, r"query: expected dtype bfloat16, float16 or float32, got float64"),
+    ((Q.astype(np.int32), Q, Q), TypeError, r"query: expected dtype"),
+    ((Q, Q.astype(np.float16), Q), TypeError, r"key: expected dtype float32 \(as query\), got float16"),
+    ((Q, Q[..., :16], Q[..., :16]), ValueError, r"key: expected shape \(B, Lk, Hkv, D\) with B = 1 and D = 32"),
+    ((Q, Q, Q[:, :10]), ValueError, r"value: expected the shape of key"),
+    ((np.concatenate([Q, Q[:, :, :1]], 2), Q, Q), ValueError, r"key: expected a head count dividing query's 3 heads"),
+    ((randn((1, 8, 1, 600)),) * 3, ValueError, r"query: expected head_dim <= 512, got 600"),
+    ((Q[..., ::2], Q[..., ::2], Q[..., ::2]), ValueError, r"query: expected a unit stride in the last \(head_dim\)"),
+])
+def test_tensor_errors(args, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(*args)
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (dict(must_do_list=[5]), ValueError, r"must_do_list: a flat range list needs an even number"),
+    (dict(must_do_list=[5, 3]), ValueError, r"must_do_list: range 0 \[5, 3\) must satisfy 0 <= start < end <= key seq_len = 64"),
+    (dict(must_do_list=[0, 70]), ValueError, r"must_do_list: range 0 \[0, 70\) must satisfy"),
+    (dict(must_do_list=[(10, 20), (15, 30)]), ValueError, r"must_do_list: range 1 \[15, 30\) must be ascending and not overlap"),
+    (dict(must_do_list=[(10, 20), 30]), TypeError, r"must_do_list: mixes pairs and plain integers"),
+    (dict(must_do_list=[(1, 2, 3)]), ValueError, r"must_do_list: range 0 must be a pair"),
+    (dict(must_do_list=[1.5, 3]), TypeError, r"must_do_list: expected integer token positions"),
+    (dict(must_do_list="0,10"), TypeError, r"must_do_list: expected ranges as \[\(start, end\), ...\]"),
+    (dict(must_skip_list=[(-1, 5)]), ValueError, r"must_skip_list: range 0 \[-1, 5\)"),
+    (dict(must_do_list=[0, 10], must_skip_list=[5, 20]), ValueError, r"must_skip_list: range \[5, 20\) overlaps must_do_list"),
+    (dict(scale=-1.0), ValueError, r"scale: expected a finite positive number"),
+    (dict(scale="big"), TypeError, r"scale: expected a positive number"),
+    (dict(branch=["cond"]), TypeError, r"branch: expected a hashable name"),
+])
+def test_argument_errors(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(Q, Q, Q, **kwargs)
+
+
+@pytest.mark.parametrize("ctor,exc,pattern", [
+    (dict(threshold=3.0), ValueError, r"threshold: expected a number <= 0 in log2 units"),
+    (dict(threshold=float("nan")), ValueError, r"threshold"),
+    (dict(threshold="low"), TypeError, r"threshold"),
+    (dict(criterion="max"), ValueError, r"criterion: expected one of 'running', 'previous', got 'max'"),
+    (dict(order="random"), ValueError, r"order: expected one of 'descending', 'alternate', 'diagonal_first'"),
+    (dict(cpu_tile=(0, 16)), ValueError, r"cpu_tile"),
+    (dict(cpu_threads=-1), ValueError, r"cpu_threads"),
+    (dict(schedule=[-1.0]), TypeError, r"schedule: expected a ThresholdSchedule"),
+])
+def test_constructor_errors(ctor, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        LiteAttention(**ctor)
+
+
+def test_rejected_call_leaves_state_and_step_as_they_were():
+    attn = LiteAttention(threshold=0.0, cpu_tile=(16, 16))
+    q = randn((1, 64, 2, 32), 2)
+    attn(q, q, q)
+    attn(q, q, q)
+    st = attn.state()
+    before = [b.copy() for b in (st.mask, st.row_visits, st.kept, st.cumulative)]
+    step = attn.step
+    bad_calls = [
+        lambda: attn(q, q, q, must_do_list=[0, 100]),
+        lambda: attn(q[..., :16], q, q),
+        lambda: attn(q.astype(np.float64), q, q),
+        lambda: attn(randn((1, 80, 2, 32)), q, q, must_skip_list=[70, 90]),  # new key, rejected
+        lambda: attn(q, q, q, scale=float("inf")),
+    ]
+    for bad in bad_calls:
+        with pytest.raises((TypeError, ValueError)):
+            bad()
+        assert attn.state() is st and st.key.len_q == 64
+        for b, a in zip(before, (st.mask, st.row_visits, st.kept, st.cumulative)):
+            np.testing.assert_array_equal(a, b)
+        assert attn.step == step
+
+
+def test_core_errors_are_mapped():
+    q = randn((1, 64, 2, 32), 2)
+    state = la.SkipState()
+    la.attention(q, q, q, state, cpu_tile=(16, 16))
+    # The binding checks the state buffers against the call's key.
+    from lite_attention import _ext
+    with pytest.raises(ValueError, match=r"state.mask: expected \d+ elements for this state key"):
+        _ext.forward(q, q, q, np.empty_like(q), None, state.mask[:3], state.row_visits, None, state.kept, None, True,
+                     -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
+    with pytest.raises(TypeError, match=r"state.kept: expected dtype uint32, got float32"):
+        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None,
+                     state.kept.astype(np.float32), None, True, -10.0, "running", "descending", [], [], [], (16, 16),
+                     0, 0, False)
+    with pytest.raises(ValueError, match=r"criterion: expected 'running' or 'previous'"):
+        _ext.forward(q, q, q, np.empty_like(q), None, None, None, None, None, None, False, -10.0, "x", "descending",
+                     [], [], [], None, 0, 0, False)
+    with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):
+        la.attention(q, q, q, must_do=[(2 * i, 2 * i + 1) for i in range(20)])
+
+
+def test_cuda_request_without_cuda_is_clear():
+    if la.cuda_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="device"):
+        la.state_layout(1, 128, 2, 64, device="tpu")
