@@ -33,8 +33,18 @@ def available_backends():
 
 # Register the torch.library ops up front when torch is installed, so that the first call inside
 # torch.compile does not import and register them while tracing. LITE_ATTENTION_NO_TORCH=1 skips it.
-if _ilu.find_spec("torch") is not None and not _os.environ.get("LITE_ATTENTION_NO_TORCH"):
-    from . import _torch_ops  # noqa: F401
+def _torch_installed() -> bool:
+    try:
+        return _ilu.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+if _torch_installed() and not _os.environ.get("LITE_ATTENTION_NO_TORCH"):
+    try:
+        from . import _torch_ops  # noqa: F401
+    except ImportError:  # a torch that cannot be imported: NumPy / CuPy still work
+        pass
 
 __all__ = [
     "LiteAttention", "SeqParallelLiteAttention", "ThresholdSchedule", "merge_attention", "calibrate",

@@ -229,7 +229,7 @@ _cupy_lib: CupyLib | None = None
 
 def torch_lib() -> TorchLib | None:
     global _torch_lib
-    if _torch_lib is None and "torch" in sys.modules:
+    if _torch_lib is None and sys.modules.get("torch") is not None:
         _torch_lib = TorchLib()
     return _torch_lib
 
@@ -242,7 +242,7 @@ def lib_of(x: Any, name: str = "query") -> ArrayLib:
     t = torch_lib()
     if t is not None and t.owns(x):
         return t
-    if "cupy" in sys.modules:
+    if sys.modules.get("cupy") is not None:
         if _cupy_lib is None:
             _cupy_lib = CupyLib()
         if _cupy_lib.owns(x):

@@ -157,3 +157,18 @@ def test_seq_parallel_upstream_call_and_merge():
     with pytest.raises(ValueError, match="split_idx"):
         attn(q, k, v, n)
     assert SeqParallelLiteAttention(num_splits=2).num_splits == 2
+
+
+def test_works_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, lite_attention as la\n"
+            "q = np.random.default_rng(0).standard_normal((1, 64, 2, 16)).astype(np.float32)\n"
+            "a = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16), schedule=la.ThresholdSchedule([-2.0], 1))\n"
+            "for _ in range(3): a(q, q, q)\n"
+            "assert a.step == 2 and a.stats.calls == 2, (a.step, a.stats)\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

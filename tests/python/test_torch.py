@@ -1,0 +1,173 @@
+"""The torch layer: tensors in, tensors out; torch.library ops (opcheck); torch.compile with
+fullgraph=True and no recompilation per step; CUDA tensors and CUDA graphs (marked gpu)."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import lite_attention as la  # noqa: E402
+from conftest import randn, reference  # noqa: E402
+
+
+def tq(shape, seed=0, dtype=torch.float32, device="cpu"):
+    return torch.from_numpy(randn(shape, seed)).to(device=device, dtype=dtype)
+
+
+def drifting(step, L=128, H=2, D=32, dtype=torch.float32, device="cpu"):
+    base = randn((1, L, H, D), 0)
+    x = base + 0.05 * randn(base.shape, 100 + step)
+    t = torch.from_numpy(x).to(device=device, dtype=dtype)
+    return t, t, tq((1, L, H, D), 1, dtype, device)
+
+
+def test_torch_matches_numpy_and_returns_tensors():
+    a_np = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
+    a_t = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
+    for step in range(3):
+        q, k, v = drifting(step)
+        out, lse = a_t(q, k, v, return_softmax_lse=True)
+        ref, ref_lse = a_np(q.numpy(), k.numpy(), v.numpy(), return_softmax_lse=True)
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == q.shape
+        assert isinstance(lse, torch.Tensor) and lse.shape == (1, 2, 128)
+        np.testing.assert_array_equal(out.numpy(), ref)
+        np.testing.assert_array_equal(lse.numpy(), ref_lse)
+    assert a_t.stats.sparsity == a_np.stats.sparsity > 0
+    assert a_t.state().mask.dtype == torch.int32  # torch state buffers are torch tensors
+
+
+def test_torch_bfloat16_and_noncontiguous():
+    q = tq((1, 96, 4, 64), 3).transpose(1, 2).contiguous().transpose(1, 2)  # (B, L, H, D) view, strided
+    assert not q.is_contiguous() and q.stride(-1) == 1
+    out = la.LiteAttention(cpu_tile=(32, 32))(q.bfloat16(), q.bfloat16(), q.bfloat16())
+    assert out.dtype == torch.bfloat16
+    ref, _ = reference(q.bfloat16().float().numpy(), q.bfloat16().float().numpy(), q.bfloat16().float().numpy())
+    np.testing.assert_allclose(out.float().numpy(), ref, atol=2e-2)
+
+
+def test_torch_errors():
+    q = tq((1, 32, 2, 16))
+    attn = la.LiteAttention()
+    with pytest.raises(TypeError, match="query: expected dtype bfloat16, float16 or float32, got torch.float64"):
+        attn(q.double(), q, q)
+    with pytest.raises(TypeError, match="key: expected a torch array like query"):
+        attn(q, q.numpy(), q)
+    with pytest.raises(ValueError, match="query: expected a unit stride in the last"):
+        attn(q.transpose(2, 3), q.transpose(2, 3), q.transpose(2, 3))
+    if not torch.cuda.is_available():
+        return
+    with pytest.raises(ValueError, match="key: expected device cpu"):
+        attn(q, q.cuda(), q)
+
+
+def test_opcheck():
+    from torch.library import opcheck
+
+    q, k, v = drifting(0, L=40, D=16)
+    key = la.StateKey(1, 40, 2, 16, 40, "float32", ("cpu", 0), (16, 16), False)
+    s = la.SkipState.allocate(la._arrays.torch_lib(), key, q)
+    s.reset()
+    op = torch.ops.lite_attention.forward.default
+    args = (q, k, v, s.mask, s.row_visits, None, s.kept, s.cumulative, torch.tensor(-2.0), torch.tensor(True), None,
+            "running", "descending", [], [], [], [16, 16], 0, False, True)
+    opcheck(op, args)
+    dense = (q, k, v, None, None, None, None, None, torch.tensor(-2.0), torch.tensor(False), 0.5, "running",
+             "alternate", [0, 8], [], [0, 4], None, 1, False, False)
+    opcheck(op, dense)
+    opcheck(torch.ops.lite_attention.reset_state.default,
+            (s.mask, s.row_visits, None, s.kept, [1, 40, 2, 16, 0], 40, "running", [16, 16]))
+
+
+class Block(torch.nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.proj = torch.nn.Linear(32, 32)
+        self.attn = la.LiteAttention(cpu_tile=(16, 16), **kw)
+
+    def forward(self, q, k, v, branch=None):
+        return self.proj(self.attn(q, k, v, branch=branch))
+
+
+def test_compile_fullgraph_no_graph_break_no_recompile_per_step():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    compiles = []
+
+    def backend(gm, example_inputs):
+        compiles.append(gm)
+        return gm
+
+    sched = la.ThresholdSchedule([-20.0, -3.0, -2.0, -1.0, -0.5], warmup_steps=1)
+    torch.manual_seed(0)
+    model = Block(schedule=sched)
+    eager = Block(schedule=sched)
+    eager.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    with torch.no_grad():
+        for step in range(8):
+            q, k, v = drifting(step)
+            for branch in ("cond", "uncond"):
+                np.testing.assert_array_equal(compiled(q, k, v, branch).numpy(), eager(q, k, v, branch).numpy())
+    assert model.attn.step == eager.attn.step == 7
+    assert model.attn.stats_for("uncond").sparsity == eager.attn.stats_for("uncond").sparsity > 0
+    # One graph per branch-bookkeeping state, none per step or threshold.
+    assert len(compiles) <= 4, len(compiles)
+
+
+def test_compile_inductor_matches_eager():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Block(threshold=-1.0)
+    eager = Block(threshold=-1.0)
+    eager.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        for step in range(3):
+            q, k, v = drifting(step)
+            torch.testing.assert_close(compiled(q, k, v), eager(q, k, v))
+    assert model.attn.stats.sparsity == eager.attn.stats.sparsity
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_matches_cpu_reference(dtype):
+    if "sm90" not in la.available_backends():
+        pytest.skip("no liteattn CUDA kernel for this GPU")
+    gpu = la.LiteAttention(threshold=-2.0)
+    cpu = la.LiteAttention(threshold=-2.0)  # the CPU reference defaults to the kernel's tiles
+    for step in range(4):
+        q, k, v = drifting(step, L=1000, H=4, D=128, dtype=dtype, device="cuda")
+        out = gpu(q, k, v)
+        ref = cpu(q.cpu(), k.cpu(), v.cpu())
+        assert out.device.type == "cuda" and out.dtype == dtype
+        torch.testing.assert_close(out.cpu().float(), ref.float(), atol=2e-2, rtol=2e-2)
+    assert abs(gpu.stats.sparsity - cpu.stats.sparsity) < 0.02
+
+
+@pytest.mark.gpu
+def test_cuda_graph_capture_replays_state_swaps():
+    if "sm90" not in la.available_backends():
+        pytest.skip("no liteattn CUDA kernel for this GPU")
+    q, k, v = drifting(0, L=1024, H=2, D=128, dtype=torch.bfloat16, device="cuda")
+    attn = la.LiteAttention(threshold=-2.0)
+    ref = la.LiteAttention(threshold=-2.0)
+    attn(q, k, v)  # shape the state outside the graph
+    ref(q, k, v)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        attn(q, k, v)  # warm-up on the side stream
+    torch.cuda.current_stream().wait_stream(s)
+    ref(q, k, v)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = attn(q, k, v)
+    for _ in range(3):
+        g.replay()
+        expected = ref(q, k, v)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(out, expected)
+        np.testing.assert_array_equal(attn.state().read_mask(), ref.state().read_mask())
+    assert attn.stats.calls == ref.stats.calls
