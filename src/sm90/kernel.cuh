@@ -6,8 +6,10 @@
 //   given back with setmaxnreg), warpgroups 1 and 2 are consumers (64 query rows each, wgmma,
 //   online softmax, skip votes; registers raised with setmaxnreg).
 // - K and V flow through a multi-stage shared-memory pipeline (mbarriers, PipelineTmaAsync).
-//   The producer walks only the key tiles that the skip policy visits, so a skipped tile is
-//   never loaded; the consumers walk the same policy, so both sides see the same sequence.
+//   At the start of each work tile the producer warp turns the skip policy into a list of the
+//   key tiles it visits (32 positions per step, ballot + popc) in shared memory; it loads only
+//   those tiles, so a skipped tile is never loaded, and the consumers read the same list, so
+//   both sides see the same sequence and neither scans skipped bits one by one.
 // - QK^T is an SS wgmma (Q and K from shared memory); PV is an RS wgmma (P from registers,
 //   V^T read MN-major straight from the TMA-written tile, no transpose).
 // - Intra-warpgroup overlap: the QK^T of tile n+1 and the PV of tile n are in flight while the
@@ -109,6 +111,9 @@ struct KernelTraits {
     alignas(8) uint64_t barrier_q;
     // Votes of the current query tile, double-buffered over work tiles (see the consumer).
     uint32_t votes[2][kMaxMaskWords];
+    // The key tiles each work tile visits, in visit order, double-buffered over work tiles.
+    int32_t visit_count[2];
+    int16_t visit_list[2][kMaxMaskWords * 32];
   };
   static constexpr int kSharedBytes = int(sizeof(SharedStorage));
   static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm_90 limit");
@@ -300,24 +305,39 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                tVsV(_, _, _, write.index()));
       };
 
-      int32_t p = policy.next(0);
       // The first K tile goes out before waiting for the previous query tile to free Q.
-      if (p < k_tiles) load_k(policy.tile_at(p));
+      const int32_t first = policy.next(0);
+      if (first < k_tiles) load_k(policy.tile_at(first));
+      // After this barrier the consumers are past the previous work tile's last QK^T, hence
+      // done with the list buffer of two work tiles ago, which this one reuses.
       if (iteration > 0)
         cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      const int buffer = iteration & 1;
+      int16_t* list = shared.visit_list[buffer];
+      int32_t count = 0;
+      for (int32_t base = 0; base < k_tiles; base += kWarp) {
+        const int32_t position = base + lane;
+        int32_t tile = 0;
+        bool visited = false;
+        if (position < k_tiles) {
+          tile = policy.tile_at(position);
+          visited = policy.visits(tile);
+        }
+        const uint32_t ballot = __ballot_sync(0xffffffffu, visited);
+        if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
+        count += __popc(ballot);
+      }
+      if (lane == 0) shared.visit_count[buffer] = count;
+      __syncwarp();  // the list is complete before lane 0 releases it with the Q barrier
       if (lane == 0) {
         cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kBytesQ);
         copy(params.tma_q.with(shared.barrier_q, 0), tQgQ, tQsQ);
       }
-      if (p < k_tiles) {
-        load_v(policy.tile_at(p));
+      for (int32_t i = 0; i < count; ++i) {
+        const int32_t tile = list[i];
+        if (i > 0) load_k(tile);
+        load_v(tile);
         ++write;
-        for (p = policy.next(p + 1); p < k_tiles; p = policy.next(p + 1)) {
-          const int32_t tile = policy.tile_at(p);
-          load_k(tile);
-          load_v(tile);
-          ++write;
-        }
       }
     }
     // Match the consumers' last query_empty arrival, so no barrier is left half-arrived.
@@ -461,11 +481,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, iteration & 1);
 
-    int32_t visited = 0;
-    int32_t p = policy.next(0);
-    if (p < k_tiles) {
-      int32_t tile = policy.tile_at(p);
+    // The producer published this work tile's visit list with the Q barrier.
+    const int32_t visited = shared.visit_count[iteration & 1];
+    const int16_t* list = shared.visit_list[iteration & 1];
+    if (visited > 0) {
       {
+        const int32_t tile = list[0];
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
         pipeline_k.consumer_wait(read);
         wg_gemm<true, 0>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
@@ -473,10 +494,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         float scale_o[2];
         softmax_tile(tSrS, tile, scale_o);
         convert_p(tSrS);
-        ++visited;
       }
-      for (p = policy.next(p + 1); p < k_tiles; p = policy.next(p + 1)) {
-        tile = policy.tile_at(p);
+      for (int32_t i = 1; i < visited; ++i) {
+        const int32_t tile = list[i];
         PipelineState read_v = read;
         ++read;
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
@@ -494,7 +514,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pipeline_v.consumer_release(read_v);
         rescale_o(scale_o);
         convert_p(tSrS);
-        ++visited;
       }
       // Q is no longer read: the producer may load the next query tile.
       cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
@@ -541,16 +560,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // Every vote of this query tile is in `votes`; the next work tile votes into the other
       // buffer, which every thread finished reading before it arrived here.
       cutlass::arch::NamedBarrier::sync(kMmaThreads, uint32_t(Barrier::consumers));
+      // One warp per mask word, one lane per key tile.
       uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
-      for (int32_t word = thread; word < words; word += kMmaThreads) {
-        const uint32_t voted = votes[word];
-        votes[word] = 0u;
-        uint32_t bits = 0;
-        for (int b = 0; b < 32; ++b) {
-          const int32_t tile = word * 32 + b;
-          if (tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, (voted >> b) & 1u)) bits |= 1u << b;
+      for (int32_t word = thread / kWarp; word < words; word += kMmaThreads / kWarp) {
+        const int32_t tile = word * kWarp + lane;
+        const bool voted = (votes[word] >> lane) & 1u;
+        const bool keep = tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, voted);
+        const uint32_t bits = __ballot_sync(0xffffffffu, keep);
+        if (lane == 0) {
+          write_row[word] = bits;
+          votes[word] = 0u;
         }
-        write_row[word] = bits;
       }
       if (thread == 0) {
         params.row_visits[row] = visits + 1;

@@ -66,6 +66,7 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan) {
   sm90::LaunchInfo info;
   info.stream = args.stream;
   info.sm_count = cuda::sm_count(device);
+  info.device = device;
   // Experiment knob for the benchmark notes (bench/NOTES.md): LITEATTN_SM90_WG_SCHEDULE=0 turns
   // the consumer warpgroups' turn-taking off. Read once.
   static const bool schedule = [] {

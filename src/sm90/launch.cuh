@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "cuda/runtime.hpp"
 #include "sm90/kernel.cuh"
 #include "sm90/launch.hpp"
@@ -65,9 +67,14 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   params.schedule_warpgroups = info.schedule_warpgroups;
 
   auto kernel = attention_fwd_kernel<Traits>;
-  // Raising the dynamic shared-memory limit is per device and function; doing it on every call
-  // costs about a microsecond and keeps multi-device processes right.
-  LITEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSharedBytes));
+  // The dynamic shared-memory limit is raised once per device (it is a per-device property of
+  // the function); later calls skip the runtime call.
+  static std::atomic<bool> smem_raised[64] = {};
+  const int device = info.device;
+  if (device < 0 || device >= 64 || !smem_raised[device].load(std::memory_order_acquire)) {
+    LITEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSharedBytes));
+    if (device >= 0 && device < 64) smem_raised[device].store(true, std::memory_order_release);
+  }
 
   auto stream = static_cast<cudaStream_t>(info.stream);
   if (plan.skipping) {

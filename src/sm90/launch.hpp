@@ -10,6 +10,7 @@ namespace liteattn::sm90 {
 struct LaunchInfo {
   void* stream = nullptr;  // cudaStream_t
   int sm_count = 0;        // persistent grid size
+  int device = 0;          // CUDA ordinal (current during the launch)
   bool schedule_warpgroups = true;  // alternate the consumer warpgroups' GEMM issue
 };
 

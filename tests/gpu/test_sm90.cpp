@@ -115,6 +115,43 @@ Order order_for_call(VisitOrder order, std::uint32_t visits) {
   return Order::descending;
 }
 
+// lse must be within 1e-3 of the fp64 reference, plus the rounding that fp32 accumulation of
+// the raw q.k products can add: with strongly local inputs the logits are differences of large
+// terms (|q_d k_d| up to 1e4), and any fp32 kernel (the CPU reference too) loses absolute
+// accuracy there. The bound per row: 2e-6 * scale * sum_d |q_d| * max |k| of its KV head.
+struct LseCheck {
+  i64 violations = 0;
+  double worst = 0.0, worst_tolerance = 0.0;
+};
+LseCheck check_lse(const std::vector<float>& lse, const Reference& ref, const Problem& p, double scale) {
+  LseCheck c;
+  std::vector<double> kmax(std::size_t(p.B * p.Hkv), 0.0);
+  for (i64 b = 0; b < p.B; ++b)
+    for (i64 l = 0; l < p.Lk; ++l)
+      for (i64 h = 0; h < p.Hkv; ++h)
+        for (i64 d = 0; d < p.D; ++d)
+          kmax[std::size_t(b * p.Hkv + h)] = std::max(kmax[std::size_t(b * p.Hkv + h)], double(std::abs(p.k.get(b, l, h, d))));
+  for (i64 b = 0; b < p.B; ++b)
+    for (i64 h = 0; h < p.H; ++h)
+      for (i64 l = 0; l < p.Lq; ++l) {
+        double q1 = 0.0;
+        for (i64 d = 0; d < p.D; ++d) q1 += std::abs(p.q.get(b, l, h, d));
+        const double tolerance = kLseTolerance + 2e-6 * scale * q1 * kmax[std::size_t(b * p.Hkv + h / (p.H / p.Hkv))];
+        const std::size_t i = std::size_t((b * p.H + h) * p.Lq + l);
+        const double a = lse[i], r = ref.lse[i];
+        if (std::isinf(a) && std::isinf(r) && (a < 0) == (r < 0)) continue;
+        const double e = std::abs(a - r);
+        if (!(e <= tolerance)) {
+          ++c.violations;
+          if (!(e <= c.worst)) {
+            c.worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
+            c.worst_tolerance = tolerance;
+          }
+        }
+      }
+  return c;
+}
+
 double max_abs_lse_error(const std::vector<float>& lse, const Reference& ref) {
   double worst = 0.0;
   for (std::size_t i = 0; i < lse.size(); ++i) {
@@ -146,7 +183,13 @@ std::vector<std::string> run_config(const Config& cfg) {
   const i64 pad = cfg.layout == Layout::padded ? 24 : 0;  // 48 bytes: strided, still TMA-aligned
   Problem p(cfg.B, cfg.Lq, cfg.Lk, cfg.H, cfg.Hkv, cfg.D, cfg.dtype, pad);
   p.randomize(cfg.seed);
-  if (cfg.locality > 0) p.add_locality(cfg.locality);
+  if (cfg.locality > 0) {
+    // Keep |k_1| = D^(1/4) a y^2 <= 1e4 (y up to (Lk - 1) / 2): finite in fp16, and logits that
+    // fp32 can still resolve.
+    const double centre = 0.5 * double(cfg.Lk - 1);
+    const double cap = centre >= 1.0 ? 1e4 / (std::pow(double(cfg.D), 0.25) * centre * centre) : cfg.locality;
+    p.add_locality(std::min(cfg.locality, cap));
+  }
   const liteattn::TileShape tile = liteattn::tile_shape(liteattn::Backend::sm90, cfg.D, cfg.dtype);
   const double scale = default_scale(cfg.D);
   const MaskGeometry g(cfg.B, cfg.H, cfg.Lq, cfg.Lk, tile);
@@ -250,8 +293,10 @@ std::vector<std::string> run_config(const Config& cfg) {
     const Reference ref = reference_attention(p, scale, tile, visited_tiles(expected, g));
     const double out_err = rel_l2_out(p.out, ref);
     if (!(out_err <= kOutTolerance)) fail(at + "out rel L2 " + std::to_string(out_err));
-    const double lse_err = max_abs_lse_error(lse, ref);
-    if (!(lse_err <= kLseTolerance)) fail(at + "lse max abs error " + std::to_string(lse_err));
+    const LseCheck lse_check = check_lse(lse, ref, p, scale);
+    if (lse_check.violations != 0)
+      fail(at + std::to_string(lse_check.violations) + " lse values off; worst abs error " + std::to_string(lse_check.worst) +
+           " (tolerance " + std::to_string(lse_check.worst_tolerance) + ")");
 
     // kept = tiles computed per (b, h).
     const auto stats = gstate.stats();
@@ -318,7 +363,7 @@ std::vector<Config> make_configs(int count, std::uint64_t seed) {
     c.H = c.Hkv * ((head_choice >= 2) ? 2 : 1);
     c.B = (rng() % 4 == 0) ? 2 : 1;
     const double work = double(c.B * c.H) * double(c.Lq) * double(c.Lk) * double(c.D);
-    if (work > 2.2e9) continue;  // keep the host references fast
+    if (work > 4e9) continue;  // keep the host references fast
     const int layout = int(rng() % 3);
     c.layout = layout == 2 && c.Lq == c.Lk && c.H == c.Hkv ? Layout::packed_qkv
                : layout >= 1                              ? Layout::padded
@@ -351,7 +396,7 @@ std::vector<Config> make_configs(int count, std::uint64_t seed) {
 bool have_gpu() { return liteattn::cuda_device_count() > 0 && liteattn::cuda_device_capability(0) == 90; }
 
 TEST(Sm90, RandomConfigurationsMatchReferences) {
-  const auto configs = make_configs(64, 20261127);
+  const auto configs = make_configs(96, 20261127);
   std::vector<std::vector<std::string>> results(configs.size());
   std::atomic<std::size_t> next{0};
   const unsigned workers = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
