@@ -10,7 +10,7 @@ import os as _os
 
 from . import _ext
 from ._core import SkipState, SkipStats, StateKey, state_layout
-from .attention import LiteAttention, SeqParallelLiteAttention
+from .attention import LiteAttention, SeqParallelLiteAttention, find_lite_attention, reset_skip_states, set_step
 from .calibrate import CalibrationResult, calibrate, relative_l1
 from .functional import attention
 from .merge import merge_attention
@@ -49,5 +49,5 @@ if _torch_installed() and not _os.environ.get("LITE_ATTENTION_NO_TORCH"):
 __all__ = [
     "LiteAttention", "SeqParallelLiteAttention", "ThresholdSchedule", "merge_attention", "calibrate",
     "CalibrationResult", "relative_l1", "VideoWorkload", "SkipState", "SkipStats", "StateKey", "state_layout",
-    "attention", "cuda_available", "available_backends", "built_with_cuda", "__version__",
+    "attention", "set_step", "reset_skip_states", "find_lite_attention", "cuda_available", "available_backends", "built_with_cuda", "__version__",
 ]

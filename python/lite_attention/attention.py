@@ -310,3 +310,43 @@ class SeqParallelLiteAttention(LiteAttention):
             outs.append(o)
             lses.append(l)
         return merge_attention(outs, lses, return_lse=return_softmax_lse)
+
+
+def find_lite_attention(model) -> list:
+    """Every LiteAttention held by a torch module tree (as an attribute of any submodule), or by
+    a list / dict of them; in attribute order, each once."""
+    found, seen = [], set()
+
+    def visit(obj):
+        if isinstance(obj, LiteAttention):
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                found.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                visit(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                visit(v)
+
+    modules = model.modules() if hasattr(model, "modules") and callable(model.modules) else [model]
+    for m in modules:
+        if isinstance(m, (LiteAttention, list, tuple, dict)):
+            visit(m)
+        else:
+            for v in vars(m).values():
+                visit(v)
+    return found
+
+
+def set_step(model, step: int) -> None:
+    """Sets the denoising step of every LiteAttention in a model (call once per step, before the
+    CFG passes)."""
+    for attn in find_lite_attention(model):
+        attn.step = step
+
+
+def reset_skip_states(model) -> None:
+    """Resets the skip states (every branch) and steps of every LiteAttention in a model."""
+    for attn in find_lite_attention(model):
+        attn.reset_skip_state()

@@ -171,3 +171,32 @@ def test_cuda_graph_capture_replays_state_swaps():
         torch.testing.assert_close(out, expected)
         np.testing.assert_array_equal(attn.state().read_mask(), ref.state().read_mask())
     assert attn.stats.calls == ref.stats.calls
+
+
+def test_model_helpers_and_reset_through_the_op():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([Block(threshold=0.0) for _ in range(3)])
+
+        def forward(self, q, k, v, branch=None):
+            for b in self.blocks:
+                q = b(q, k, v, branch)
+            return q
+
+    m = Model()
+    attns = la.find_lite_attention(m)
+    assert len(attns) == 3
+    with torch.no_grad():
+        for step in range(3):
+            la.set_step(m, step)
+            q, k, v = drifting(step)
+            m(q, k, v, "cond")
+            m(q, k, v, "uncond")
+    assert all(a.step == 2 and set(a.branches) == {"cond", "uncond"} for a in attns)
+    assert attns[0].stats.next_sparsity > 0
+    la.reset_skip_states(m)
+    assert all(a.step == 0 and a.stats.calls == 0 and a.stats.next_sparsity == 0 for a in attns)
+    q, k, v = drifting(0)
+    out = attns[0](q, k, v, branch="cond")
+    np.testing.assert_allclose(out.numpy(), la.attention(q.numpy(), k.numpy(), v.numpy(), cpu_tile=(16, 16)))
