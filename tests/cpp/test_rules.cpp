@@ -566,6 +566,11 @@ TEST(Rules, InfiniteThresholdKeepsEverythingAndZeroThresholdKeepsOnlyNewMaxima) 
   h.set_logits(per_tile({1, -3, 0}, 16));
   liteattn::attention(h.args(0.0f), b);
   EXPECT_EQ(written(b, h, 0), (Tiles{0, 2}));
+  // Keep means strictly above the threshold: at 0, a tile that only equals the running max goes.
+  SkipState c;
+  h.set_logits(per_tile({0, 0, 0}, 16));
+  liteattn::attention(h.args(0.0f), c);
+  EXPECT_EQ(written(c, h, 0), (Tiles{2}));
 }
 
 }  // namespace
