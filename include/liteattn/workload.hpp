@@ -36,7 +36,8 @@ class VideoWorkload {
   const WorkloadConfig& config() const { return config_; }
   // Noise level of a step: 1 at the first step, falling towards 0 (shifted flow-matching schedule).
   float sigma(int step) const;
-  // The local scale a of a head: about 0.5 (local) for head 0 down to 0.02 (global).
+  // The local scale a of a head: 0.5 (local) for head 0 down to 0.02 (global) for the last,
+  // log-spaced with more heads near the local end (src/core/workload.cpp, kLocalSkew).
   float locality(int head) const;
 
   // Fills contiguous fp32 (1, L, H, D) q, k, v for `step` (each tokens * heads * head_dim floats).
