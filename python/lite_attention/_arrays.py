@@ -212,6 +212,10 @@ class CupyLib(ArrayLib):
     def stream(self, x):
         return int(self.cp.cuda.get_current_stream().ptr)
 
+    def export(self, x):
+        # A plain DLPack capsule: calls run on the stream passed explicitly (see TorchLib.export).
+        return x.toDlpack()
+
     def to_numpy(self, x):
         return self.cp.asnumpy(x)
 

@@ -268,9 +268,10 @@ class SkipState:
 
             _torch_ops.reset(self)
         else:
+            x = lib.export
             _ext.reset_state(k.batch, k.len_q, k.heads, k.head_dim, k.len_k, k.dtype, k.device[0], k.device[1],
-                             "previous" if k.with_row_max else "running", k.tile, self.mask, self.row_visits,
-                             self.row_max, self.kept, lib.stream(self.mask))
+                             "previous" if k.with_row_max else "running", k.tile, x(self.mask), x(self.row_visits),
+                             None if self.row_max is None else x(self.row_max), x(self.kept), lib.stream(self.mask))
         self.cumulative[...] = 0
 
     def release(self) -> None:
@@ -360,7 +361,9 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
         out = lib.empty(tuple(q.shape), dtype, q)
         lse = lib.empty((B, H, Lq), "float32", q) if return_lse else None
         bufs = use.buffers() if use is not None else (None, None, None, None)
-        _ext.forward(q, k, v, out, lse, *bufs, opts.scale, enabled, float(opts.threshold), opts.criterion,
+        x = lib.export
+        _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse),
+                     *(None if b is None else x(b) for b in bufs), opts.scale, enabled, float(opts.threshold), opts.criterion,
                      opts.order, opts.must_do, opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads,
                      lib.stream(q), reset)
         if enabled and use is not None:

@@ -16,7 +16,8 @@ the captured call (threshold, skipping on/off, ranges), as for any kernel argume
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import contextlib
+from typing import List, Optional
 
 import torch
 
@@ -64,13 +65,25 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
     B, Lq, H, D = q.shape
     out = torch.empty((B, Lq, H, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32, device=q.device)
+    with _device_of(q):
+        _call_forward(q, k, v, out, lse, mask, row_visits, row_max, kept, threshold, enabled, scale, criterion,
+                      order, must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse)
+    if enabled and cumulative is not None:
+        cumulative.add_(kept)
+    return out, lse
+
+
+def _device_of(t: torch.Tensor):
+    """Makes t's GPU current for the call (the kernel launches on the current device)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _call_forward(q, k, v, out, lse, mask, row_visits, row_max, kept, threshold, enabled, scale, criterion, order,
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
     _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse) if return_lse else None,
                  _capsule(mask), _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled,
                  float(threshold), criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries),
                  None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
-    if enabled and cumulative is not None:
-        cumulative.add_(kept)
-    return out, lse
 
 
 def _forward_fake(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
@@ -98,10 +111,11 @@ def _reset_state_impl(mask, row_visits, row_max, kept, q_shape, len_k, criterion
     # through the tile shape (tile_shape(head_dim, dtype)).
     B, Lq, H, D, dtype_index = q_shape
     device = mask.device
-    _ext.reset_state(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
-                     device.index if device.index is not None else 0, criterion,
-                     None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
-                     _capsule(row_max), _capsule(kept), _stream(mask))
+    with _device_of(mask):
+        _ext.reset_state(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
+                         device.index if device.index is not None else 0, criterion,
+                         None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
+                         _capsule(row_max), _capsule(kept), _stream(mask))
 
 
 _DTYPE_ORDER = ("float32", "bfloat16", "float16")

@@ -200,3 +200,19 @@ def test_model_helpers_and_reset_through_the_op():
     q, k, v = drifting(0)
     out = attns[0](q, k, v, branch="cond")
     np.testing.assert_allclose(out.numpy(), la.attention(q.numpy(), k.numpy(), v.numpy(), cpu_tile=(16, 16)))
+
+
+def test_torch_rejected_call_leaves_state_and_core_errors_pass_through_the_op():
+    attn = la.LiteAttention(threshold=0.0, cpu_tile=(16, 16))
+    q, k, v = drifting(0, L=64)
+    attn(q, k, v)
+    attn(q, k, v)
+    st = attn.state()
+    before = [b.clone() for b in (st.mask, st.row_visits, st.kept, st.cumulative)]
+    with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):  # checked by the C++ core
+        attn(q, k, v, must_do_list=[(2 * i, 2 * i + 1) for i in range(20)])
+    with pytest.raises(ValueError, match=r"must_skip_list"):
+        attn(*drifting(0, L=80), must_skip_list=[70, 90])  # a new key, rejected before the reset
+    assert attn.state() is st and attn.step == 1
+    for b, a in zip(before, (st.mask, st.row_visits, st.kept, st.cumulative)):
+        assert torch.equal(a, b)
