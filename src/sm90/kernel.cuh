@@ -305,13 +305,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                tVsV(_, _, _, write.index()));
       };
 
-      // The first K tile goes out before waiting for the previous query tile to free Q.
-      const int32_t first = policy.next(0);
-      if (first < k_tiles) load_k(policy.tile_at(first));
-      // After this barrier the consumers are past the previous work tile's last QK^T, hence
-      // done with the list buffer of two work tiles ago, which this one reuses.
-      if (iteration > 0)
-        cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      // The visit list of this work tile. Its buffer was last read by the consumers two work
+      // tiles ago, before their query_empty arrival that this warp synced on in the previous
+      // iteration, so it is free now; building it here overlaps the consumers' current work.
       const int buffer = iteration & 1;
       int16_t* list = shared.visit_list[buffer];
       int32_t count = 0;
@@ -328,7 +324,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         count += __popc(ballot);
       }
       if (lane == 0) shared.visit_count[buffer] = count;
-      __syncwarp();  // the list is complete before lane 0 releases it with the Q barrier
+      __syncwarp();  // the list is complete (and visible to lane 0's release below)
+      // The first K tile goes out before waiting for the previous query tile to free Q.
+      if (count > 0) load_k(list[0]);
+      if (iteration > 0)
+        cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
       if (lane == 0) {
         cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kBytesQ);
         copy(params.tma_q.with(shared.barrier_q, 0), tQgQ, tQsQ);
@@ -567,6 +567,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         const bool voted = (votes[word] >> lane) & 1u;
         const bool keep = tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, voted);
         const uint32_t bits = __ballot_sync(0xffffffffu, keep);
+        __syncwarp();  // every lane has read votes[word] before lane 0 clears it
         if (lane == 0) {
           write_row[word] = bits;
           votes[word] = 0u;

@@ -10,10 +10,17 @@
 namespace liteattn::sm90 {
 
 // 128 query rows per tile: two consumer warpgroups of 64 rows each (one wgmma M=64 atom each).
-// 128 key columns per tile: the S accumulator (64 fp32 per thread), the O accumulator
-// (D/2 fp32 per thread) and the bf16 P operand fit the consumers' 240 registers for D=128.
+// Key columns per tile: 176 for D=128 (the S accumulator, 88 fp32 per thread, the O
+// accumulator, 64, and the bf16 P operand, 44 registers, still fit the consumers' 240
+// registers; fewer, longer main-loop steps amortise the per-step rescale of O and the
+// barriers), 128 for D=64.
+// LITEATTN_SM90_HD128_BLOCK_N: build-time override for tuning experiments only (bench/NOTES.md);
+// it changes the mask identity for every backend of that build alike.
+#ifndef LITEATTN_SM90_HD128_BLOCK_N
+#define LITEATTN_SM90_HD128_BLOCK_N 176
+#endif
 constexpr TileShape tile_shape_for_head_dim(std::int64_t head_dim) {
-  return head_dim <= 64 ? TileShape{128, 128} : TileShape{128, 128};
+  return head_dim <= 64 ? TileShape{128, 128} : TileShape{128, LITEATTN_SM90_HD128_BLOCK_N};
 }
 
 // Shared-memory pipeline depth (K and V stages) per head dim: as deep as 227 KB allows.
@@ -21,8 +28,8 @@ constexpr int pipeline_stages_for_head_dim(std::int64_t head_dim) { return head_
 
 constexpr bool supports_head_dim(std::int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
-// The largest mask row (uint32 words) the kernel keeps in shared memory while it collects the
-// votes of one query tile: 256 words = 8192 key tiles = over a million keys at Bn = 128.
-constexpr int kMaxMaskWords = 256;
+// The largest mask row (uint32 words) the kernel handles: its votes and visit list live in
+// shared memory. 64 words = 2048 key tiles = 262144 keys at Bn = 128, 360448 at Bn = 176.
+constexpr int kMaxMaskWords = 64;
 
 }  // namespace liteattn::sm90
