@@ -32,6 +32,9 @@ std::string name(const DenseCase& c) {
   return s.str();
 }
 
+// Short parameter names in test listings (gtest would print the raw bytes otherwise).
+void PrintTo(const DenseCase& c, std::ostream* os) { *os << name(c); }
+
 class Dense : public ::testing::TestWithParam<DenseCase> {};
 
 // Skipping disabled: plain dense attention, rel L2 <= 1e-6 against fp64 with fp32 inputs.
@@ -137,6 +140,8 @@ std::string name(const PropertyCase& c) {
     << "_thr" << int(-c.threshold) << (c.ranges ? "_ranges" : "");
   return s.str();
 }
+
+void PrintTo(const PropertyCase& c, std::ostream* os) { *os << name(c); }
 
 class Property : public ::testing::TestWithParam<PropertyCase> {};
 

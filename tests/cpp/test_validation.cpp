@@ -27,6 +27,8 @@ struct BadCase {
   std::function<void(AttentionArgs&)> mutate;
 };
 
+void PrintTo(const BadCase& c, std::ostream* os) { *os << "expects " << c.argument; }
+
 std::string argument_of(const std::function<void()>& call) {
   try {
     call();
