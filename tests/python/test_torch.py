@@ -216,3 +216,12 @@ def test_torch_rejected_call_leaves_state_and_core_errors_pass_through_the_op():
     assert attn.state() is st and attn.step == 1
     for b, a in zip(before, (st.mask, st.row_visits, st.kept, st.cumulative)):
         assert torch.equal(a, b)
+
+
+def test_calibrate_on_torch_trajectory_matches_numpy():
+    w = la.VideoWorkload(frames=2, height=8, width=8, heads=2, head_dim=32, steps=4)
+    like = torch.empty(0)
+    a = la.calibrate(w.trajectory(like=like), steps=4, budget=0.05, cpu_tile=(16, 16), candidates=[-1, -3, -8])
+    b = la.calibrate(w, budget=0.05, cpu_tile=(16, 16), candidates=[-1, -3, -8])
+    assert a.schedule == b.schedule
+    np.testing.assert_allclose(a.errors, b.errors, rtol=1e-6, atol=1e-9)

@@ -172,3 +172,18 @@ def test_works_without_torch():
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_dense_queries_keep_their_rows_dense():
+    q, k, v = qkv(L=160, seed=3)
+    attn = LiteAttention(threshold=0.0, cpu_tile=(16, 16), dense_queries=[(0, 32)])
+    for _ in range(3):
+        attn(q, k, v)
+    mask = attn.state().tile_mask()
+    assert mask[:, :, :2].all()  # query tiles 0 and 1 run dense and keep every tile
+    assert not mask[:, :, 2:].all()
+    # per call override
+    attn2 = LiteAttention(threshold=0.0, cpu_tile=(16, 16))
+    for _ in range(3):
+        attn2(q, k, v, dense_queries=[(0, 32)])
+    np.testing.assert_array_equal(attn2.state().read_mask(), attn.state().read_mask())
