@@ -225,3 +225,24 @@ def test_calibrate_on_torch_trajectory_matches_numpy():
     b = la.calibrate(w, budget=0.05, cpu_tile=(16, 16), candidates=[-1, -3, -8])
     assert a.schedule == b.schedule
     np.testing.assert_allclose(a.errors, b.errors, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_cuda_opcheck_and_compile():
+    if "sm90" not in la.available_backends():
+        pytest.skip("no liteattn CUDA kernel for this GPU")
+    from torch.library import opcheck
+
+    q, k, v = drifting(0, L=300, H=2, D=128, dtype=torch.bfloat16, device="cuda")
+    attn = la.LiteAttention(threshold=-2.0)
+    attn(q, k, v)
+    s = attn.state()
+    opcheck(torch.ops.lite_attention.forward.default,
+            (q, k, v, s.mask, s.row_visits, None, s.kept, s.cumulative, torch.tensor(-2.0), torch.tensor(True), None,
+             "running", "descending", [], [], [], None, 0, False, True))
+    model = la.LiteAttention(threshold=-2.0)
+    eager = la.LiteAttention(threshold=-2.0)
+    f = torch.compile(lambda a, b, c: model(a, b, c) * 1.0, fullgraph=True)
+    for step in range(3):
+        q, k, v = drifting(step, L=300, H=2, D=128, dtype=torch.bfloat16, device="cuda")
+        torch.testing.assert_close(f(q, k, v), eager(q, k, v))
