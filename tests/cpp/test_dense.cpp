@@ -77,7 +77,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Dense,
                                            DenseCase{2, 33, 129, 2, 1, 24, {16, 32}, 3},
                                            DenseCase{1, 129, 65, 4, 2, 32, {32, 64}, 0},
                                            DenseCase{1, 50, 300, 1, 1, 64, {128, 128}, 5},
-                                           DenseCase{1, 20, 17, 3, 3, 40, {7, 5}, 1}),
+                                           DenseCase{1, 20, 17, 3, 3, 40, {7, 5}, 1},
+                                           DenseCase{1, 9, 40, 2, 1, 8, {1, 1}, 0},
+                                           DenseCase{1, 70, 33, 1, 1, 8, {4096, 4096}, 0}),
                          [](const auto& info) { return name(info.param); });
 
 // GQA: H=4 query heads over Hkv=2 key/value heads equals the same call with k and v expanded to
@@ -245,7 +247,7 @@ TEST_P(Property, MatchesFp64UnderTheSameReadMask) {
     EXPECT_EQ(stats.calls, call + 1);
     total_skipped += g.B * g.H * g.nq * g.nk - popcount(written);
   }
-  if (g.nq > 1 && g.nk > 1 && c.threshold > -8) EXPECT_GT(total_skipped, 0) << "expected some skipping in " << name(c);
+  if (g.nq > 1 && g.nk > 1 && c.threshold > -8) { EXPECT_GT(total_skipped, 0) << "expected some skipping in " << name(c); }
 }
 
 std::vector<PropertyCase> property_cases() {
@@ -262,6 +264,8 @@ std::vector<PropertyCase> property_cases() {
       {1, 129, 7, 4, 2, 16, {7, 3}, DType::f32, O::diagonal_first, C::running, -1, 0, false},
       {1, 7, 129, 1, 1, 64, {16, 16}, DType::f16, O::alternate, C::previous, -2, 0, true},
       {1, 200, 300, 2, 2, 16, {32, 16}, DType::f32, O::descending, C::running, -10, 0, true},
+      {1, 9, 70, 2, 1, 16, {1, 1}, DType::f32, O::alternate, C::previous, -3, 0, true},
+      {2, 45, 37, 2, 2, 8, {5, 4}, DType::bf16, O::diagonal_first, C::running, -4, 3, true},
   };
 }
 

@@ -110,11 +110,11 @@ TEST(State, SwapAndMonotoneMasksOverATrajectory) {
     const auto after = state.read_mask();
     for (std::size_t n = 0; n < after.size(); ++n) {
       EXPECT_EQ(after[n] & ~before[n], 0u) << "written mask not a subset of the read mask, call " << call;
-      if (n % 2 == 1) EXPECT_EQ(after[n] & ~1u, 0u) << "bits past nk";
+      if (n % 2 == 1) { EXPECT_EQ(after[n] & ~1u, 0u) << "bits past nk"; }
     }
     const i64 count = popcount(after);
     EXPECT_LE(count, previous_count);
-    if (std::isinf(t)) EXPECT_EQ(count, previous_count) << "threshold -inf keeps every visited tile";
+    if (std::isinf(t)) { EXPECT_EQ(count, previous_count) << "threshold -inf keeps every visited tile"; }
     previous_count = count;
     EXPECT_EQ(state.stats().calls, ++call);
   }

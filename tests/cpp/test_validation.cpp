@@ -81,6 +81,12 @@ std::vector<BadCase> bad_cases() {
          a.lse.device = kCuda;
          a.q.shape[3] = a.k.shape[3] = a.v.shape[3] = a.out.shape[3] = 8;  // 64 and 128 only
        }},
+      {"cpu_tile_on_cuda", "cpu_tile",
+       [](auto& a) {
+         for (auto* t : {&a.q, &a.k, &a.v, &a.out}) t->device = kCuda, t->dtype = DType::bf16;
+         a.lse.device = kCuda;
+         a.q.shape[3] = a.k.shape[3] = a.v.shape[3] = a.out.shape[3] = 64;  // a valid CUDA call but for cpu_tile
+       }},
       {"lse_dtype", "lse", [](auto& a) { a.lse.dtype = DType::bf16; }},
       {"lse_length", "lse", [](auto& a) { a.lse.shape[2] = 21; }},
       {"lse_heads", "lse", [](auto& a) { a.lse.shape[1] = 2; }},
