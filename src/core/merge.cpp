@@ -52,12 +52,18 @@ void merge_attention(const std::vector<TensorView>& outs, const std::vector<Tens
     const std::string name = "outs[" + std::to_string(j) + "]";
     if (outs[j].rank != 4 || outs[j].shape != shape || outs[j].stride[3] != 1)
       throw ArgumentError(name, "expected the shape of out with a unit last stride");
-    if (outs[j].device.kind != DeviceKind::cpu || lses[j].device.kind != DeviceKind::cpu)
-      throw ArgumentError(name, "expected CPU tensors (merge on the GPU through the Python package)");
-    check_lse(lses[j], "lses[" + std::to_string(j) + "]");
+    if (outs[j].device.kind != DeviceKind::cpu)
+      throw ArgumentError(name, "expected a CPU tensor (merge on the GPU through the Python package)");
+    const std::string lse_name = "lses[" + std::to_string(j) + "]";
+    if (lses[j].device.kind != DeviceKind::cpu)
+      throw ArgumentError(lse_name, "expected a CPU tensor (merge on the GPU through the Python package)");
+    check_lse(lses[j], lse_name);
   }
   if (out.device.kind != DeviceKind::cpu) throw ArgumentError("out", "expected a CPU tensor");
-  if (lse.defined()) check_lse(lse, "lse");
+  if (lse.defined()) {
+    if (lse.device.kind != DeviceKind::cpu) throw ArgumentError("lse", "expected a CPU tensor");
+    check_lse(lse, "lse");
+  }
 
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (std::int64_t b = 0; b < B; ++b)
