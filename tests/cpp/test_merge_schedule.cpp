@@ -125,6 +125,17 @@ TEST(Merge, BadArgumentsAreNamed) {
   auto on_gpu = a.view();
   on_gpu.device = {liteattn::DeviceKind::cuda, 0};
   EXPECT_EQ(argument_of([&] { liteattn::merge_attention({on_gpu}, {la.view()}, out.view()); }), "outs[0]");
+  auto la_on_gpu = la.view(), lb_on_gpu = lb.view();
+  la_on_gpu.device = lb_on_gpu.device = {liteattn::DeviceKind::cuda, 0};
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view(), b.view()}, {la.view(), lb_on_gpu}, out.view()); }), "lses[1]");
+  const auto out_before = out.bytes();
+  const auto lse_before = lb.data;
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, out.view(), lb_on_gpu); }), "lse");
+  auto out_on_gpu = out.view();
+  out_on_gpu.device = {liteattn::DeviceKind::cuda, 0};
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, out_on_gpu); }), "out");
+  EXPECT_EQ(out.bytes(), out_before) << "a rejected merge writes nothing";
+  EXPECT_EQ(lb.data, lse_before);
 }
 
 // --- ThresholdSchedule ---------------------------------------------------------------------
