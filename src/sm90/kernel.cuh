@@ -111,9 +111,15 @@ struct KernelTraits {
     alignas(8) uint64_t barrier_q;
     // Votes of the current query tile, double-buffered over work tiles (see the consumer).
     uint32_t votes[2][kMaxMaskWords];
-    // The key tiles each work tile visits, in visit order, double-buffered over work tiles.
-    int32_t visit_count[2];
-    int16_t visit_list[2][kMaxMaskWords * 32];
+    // The key tiles each work tile visits, in visit order: a 3-deep channel from the producer
+    // warp to the consumers (full: the 32 producer lanes arrive; empty: every consumer thread
+    // arrives after its last read), so the producer builds work tile n+1's list while tile n
+    // loads and the consumers still compute tile n-1.
+    static constexpr int kLists = 3;
+    alignas(8) uint64_t list_full[kLists];
+    alignas(8) uint64_t list_empty[kLists];
+    int32_t visit_count[kLists];
+    int16_t visit_list[kLists][kMaxMaskWords * 32];
   };
   static constexpr int kSharedBytes = int(sizeof(SharedStorage));
   static_assert(kSharedBytes <= 227 * 1024, "shared memory over the sm_90 limit");
@@ -239,6 +245,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
     cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
     cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
+    for (int i = 0; i < Traits::SharedStorage::kLists; ++i) {
+      cutlass::arch::ClusterBarrier::init(&shared.list_full[i], kWarp);
+      cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads);
+    }
   }
   for (int i = threadIdx.x; i < 2 * kMaxMaskWords; i += blockDim.x) (&shared.votes[0][0])[i] = 0u;
 
@@ -271,11 +281,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor tKsK = tma_k.partition_D(sK);
     Tensor tVsV = tma_v.partition_D(sVt);
 
-    PipelineState write = cutlass::make_producer_start_state<Pipeline>();
-    int iteration = 0;
-    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
+    constexpr int kLists = Traits::SharedStorage::kLists;
+    // Writes the visit list of work tile `n` (the n-th of this CTA, linear index `index`) into
+    // its channel slot: the skip policy evaluated 32 positions at a time, compacted in visit
+    // order with a ballot. The slot was last read for work tile n - kLists.
+    auto publish_list = [&](int n, int32_t index) {
+      const int slot = n % kLists;
+      if (n >= kLists) cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists - 1) & 1);
       const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
-      const int32_t kv_head = w.h / params.group;
       const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
       const uint32_t* read_row = nullptr;
       uint32_t visits = 0;
@@ -284,6 +297,39 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
       }
       const QueryTilePolicy policy(plan, w.m_block, read_row, visits);
+      int16_t* list = shared.visit_list[slot];
+      int32_t count = 0;
+      for (int32_t base = 0; base < k_tiles; base += kWarp) {
+        const int32_t position = base + lane;
+        int32_t tile = 0;
+        bool visited = false;
+        if (position < k_tiles) {
+          tile = policy.tile_at(position);
+          visited = policy.visits(tile);
+        }
+        const uint32_t ballot = __ballot_sync(0xffffffffu, visited);
+        if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
+        count += __popc(ballot);
+      }
+      if (lane == 0) shared.visit_count[slot] = count;
+      cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
+    };
+
+    PipelineState write = cutlass::make_producer_start_state<Pipeline>();
+    int iteration = 0;
+    if (int32_t(blockIdx.x) < params.num_work_tiles) publish_list(0, blockIdx.x);
+    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
+      // Next work tile's list first: its global reads (visit counter, mask row) then overlap
+      // this tile's loads instead of delaying its first K load.
+      if (index + int32_t(gridDim.x) < params.num_work_tiles) publish_list(iteration + 1, index + gridDim.x);
+
+      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+      const int32_t kv_head = w.h / params.group;
+      const int slot = iteration % kLists;
+      // Own list: published by this warp (one or two iterations ago); acquire for the reads.
+      cutlass::arch::ClusterBarrier::wait(&shared.list_full[slot], (iteration / kLists) & 1);
+      const int16_t* list = shared.visit_list[slot];
+      const int32_t count = shared.visit_count[slot];
 
       Tensor gQ = local_tile(mQ(_, _, w.h, w.b), Shape<Int<kBlockM>, Int<kHeadDim>>{}, make_coord(w.m_block, _0{}));
       Tensor gK = local_tile(mK(_, _, kv_head, w.b), Shape<Int<kBlockN>, Int<kHeadDim>>{}, make_coord(_, _0{}));
@@ -305,26 +351,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                tVsV(_, _, _, write.index()));
       };
 
-      // The visit list of this work tile. Its buffer was last read by the consumers two work
-      // tiles ago, before their query_empty arrival that this warp synced on in the previous
-      // iteration, so it is free now; building it here overlaps the consumers' current work.
-      const int buffer = iteration & 1;
-      int16_t* list = shared.visit_list[buffer];
-      int32_t count = 0;
-      for (int32_t base = 0; base < k_tiles; base += kWarp) {
-        const int32_t position = base + lane;
-        int32_t tile = 0;
-        bool visited = false;
-        if (position < k_tiles) {
-          tile = policy.tile_at(position);
-          visited = policy.visits(tile);
-        }
-        const uint32_t ballot = __ballot_sync(0xffffffffu, visited);
-        if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
-        count += __popc(ballot);
-      }
-      if (lane == 0) shared.visit_count[buffer] = count;
-      __syncwarp();  // the list is complete (and visible to lane 0's release below)
       // The first K tile goes out before waiting for the previous query tile to free Q.
       if (count > 0) load_k(list[0]);
       if (iteration > 0)
@@ -441,7 +467,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         }
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
         tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-        if (row_valid[r]) {
+        if (skipping && row_valid[r]) {  // dense calls skip the vote entirely
           const float reference = running_ref[r] ? row_max[r] : stored_max[r];
           vote |= row_votes_keep(tile_max, reference, scale_log2, threshold);
         }
@@ -462,7 +488,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         row_sum[r] = row_sum[r] * scale_o[r] + sum;
         // fmaxf drops NaN from the tile max, but a NaN score makes the row sum NaN: such a row
         // votes keep (method.md section 3), at the cost of one compare per row and tile.
-        if (row_valid[r] && sum != sum) vote = true;
+        if (skipping && row_valid[r] && sum != sum) vote = true;
       }
       if (skipping) {
         // One shared atomic per warp: the tile is kept when any valid row of the tile votes keep.
@@ -479,11 +505,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       for (int i = 0; i < size(tOrO); ++i) tOrO(i) *= scale_o[(i / 2) % 2];
     };
 
+    // This work tile's visit list, published by the producer warp.
+    const int list_slot = iteration % Traits::SharedStorage::kLists;
+    cutlass::arch::ClusterBarrier::wait(&shared.list_full[list_slot], (iteration / Traits::SharedStorage::kLists) & 1);
+    const int32_t visited = shared.visit_count[list_slot];
+    const int16_t* list = shared.visit_list[list_slot];
     cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, iteration & 1);
-
-    // The producer published this work tile's visit list with the Q barrier.
-    const int32_t visited = shared.visit_count[iteration & 1];
-    const int16_t* list = shared.visit_list[iteration & 1];
     if (visited > 0) {
       {
         const int32_t tile = list[0];
@@ -515,14 +542,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         rescale_o(scale_o);
         convert_p(tSrS);
       }
-      // Q is no longer read: the producer may load the next query tile.
+      // Q and the visit list are no longer read: the producer may reuse both.
       cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
       pipeline_v.consumer_wait(read);
       wg_gemm<false, 0>(tiled_mma_pv, tOrP, tOrV(_, _, _, read.index()), tOrO);
       pipeline_v.consumer_release(read);
       ++read;
     } else {
       cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
     }
 
     // ---------------------------------- epilogue ------------------------------------------

@@ -10,14 +10,13 @@
 namespace liteattn::sm90 {
 
 // 128 query rows per tile: two consumer warpgroups of 64 rows each (one wgmma M=64 atom each).
-// Key columns per tile: 176 for D=128 (the S accumulator, 88 fp32 per thread, the O
-// accumulator, 64, and the bf16 P operand, 44 registers, still fit the consumers' 240
-// registers; fewer, longer main-loop steps amortise the per-step rescale of O and the
-// barriers), 128 for D=64.
+// 128 key columns per tile: S (64 fp32 per thread), O (D/2 fp32) and the bf16 P operand fit the
+// consumers' 240 registers without spills. 128x176 for D=128 (FlashAttention-3's choice) spilled
+// here and ran at 441 TFLOP/s against 631 on an H100 (bench/NOTES.md).
 // LITEATTN_SM90_HD128_BLOCK_N: build-time override for tuning experiments only (bench/NOTES.md);
 // it changes the mask identity for every backend of that build alike.
 #ifndef LITEATTN_SM90_HD128_BLOCK_N
-#define LITEATTN_SM90_HD128_BLOCK_N 176
+#define LITEATTN_SM90_HD128_BLOCK_N 128
 #endif
 constexpr TileShape tile_shape_for_head_dim(std::int64_t head_dim) {
   return head_dim <= 64 ? TileShape{128, 128} : TileShape{128, LITEATTN_SM90_HD128_BLOCK_N};
