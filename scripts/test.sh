@@ -9,8 +9,10 @@ ctest --test-dir build --output-on-failure --timeout 900
 build/tools/liteattn verify --cases 8
 if [ -f pyproject.toml ] && [ -d tests/python ]; then
   PYTHON=${PYTHON:-python3}
-  "$PYTHON" -m pip install -q . 2>&1 | grep -v "Running pip as the 'root' user" || true
-  "$PYTHON" -c "import lite_attention" # fails loudly if the install did not work
+  # A stale install must not stand in for a failed build.
+  "$PYTHON" -m pip uninstall -q -y lite-attention 2>/dev/null || true
+  "$PYTHON" -m pip install -q --root-user-action=ignore .
+  (cd /tmp && "$PYTHON" -c "import lite_attention, sys; print('lite_attention from', lite_attention.__file__)")
   status=0
   "$PYTHON" -m pytest -q tests/python || status=$?
   [ $status -eq 0 ] || [ $status -eq 5 ] || exit $status  # 5: no tests collected
