@@ -138,15 +138,20 @@ class TorchLib(ArrayLib):
     def strides(self, x):
         return tuple(x.stride())
 
+    # State buffers are made outside inference mode: they are updated in place by every later
+    # call, and torch forbids in-place updates of inference tensors outside inference mode.
     def empty(self, shape, dtype, like):
-        return self.torch.empty(shape, dtype=self._back[dtype], device=like.device)
+        with self.torch.inference_mode(False):
+            return self.torch.empty(shape, dtype=self._back[dtype], device=like.device)
 
     def empty_u32(self, n, like):
         # int32 carries the same bits as the core's uint32 and has full operator support in torch.
-        return self.torch.empty(n, dtype=self.torch.int32, device=like.device)
+        with self.torch.inference_mode(False):
+            return self.torch.empty(n, dtype=self.torch.int32, device=like.device)
 
     def zeros_i64(self, n, like):
-        return self.torch.zeros(n, dtype=self.torch.int64, device=like.device)
+        with self.torch.inference_mode(False):
+            return self.torch.zeros(n, dtype=self.torch.int64, device=like.device)
 
     def stream(self, x):
         if x.device.type == "cuda":

@@ -228,7 +228,10 @@ class _StepCounter:
 
     def __init__(self):
         t = torch_lib()
-        self.tensor = t.torch.zeros((), dtype=t.torch.int64) if t is not None else None
+        self.tensor = None
+        if t is not None:
+            with t.torch.inference_mode(False):  # updated in place by later calls, in any mode
+                self.tensor = t.torch.zeros((), dtype=t.torch.int64)
         self.value = 0
 
     def get(self) -> int:

@@ -246,3 +246,15 @@ def test_cuda_opcheck_and_compile():
     for step in range(3):
         q, k, v = drifting(step, L=300, H=2, D=128, dtype=torch.bfloat16, device="cuda")
         torch.testing.assert_close(f(q, k, v), eager(q, k, v))
+
+
+def test_inference_mode_then_no_grad():
+    with torch.inference_mode():
+        attn = la.LiteAttention(threshold=0.0, cpu_tile=(16, 16))
+        q, k, v = drifting(0, L=64)
+        attn(q, k, v)
+        attn(q, k, v)
+    with torch.no_grad():
+        attn(q, k, v)  # the state (made in inference mode) is updated outside it
+    attn(q, k, v)
+    assert attn.stats.calls == 4 and attn.step == 3
