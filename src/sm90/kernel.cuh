@@ -21,6 +21,12 @@
 
 #include <cstdint>
 
+// wgmma shapes with N not a power-of-two multiple (176, 144, ...) are only selectable with this
+// defined; without it a 176-wide tile silently falls back to 64x16 atoms.
+#ifndef CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#define CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#endif
+
 #include <cute/tensor.hpp>
 #include <cute/arch/copy_sm90.hpp>
 #include <cute/atom/copy_traits_sm90_tma.hpp>
@@ -63,9 +69,12 @@ struct KernelTraits {
 
   using TiledMmaQK = decltype(make_tiled_mma(
       GMMA::ss_op_selector<Element, Element, float, TileShapeQK>(), AtomLayout{}));
+  static_assert(size<1>(typename TiledMmaQK::AtomShape_MNK{}) == kBlockN,
+                "the QK^T wgmma atom must span the key tile (else many small wgmmas)");
   using TiledMmaPV = decltype(make_tiled_mma(
       GMMA::rs_op_selector<Element, Element, float, TileShapePV, GMMA::Major::K, GMMA::Major::MN>(),
       AtomLayout{}));
+  static_assert(size<1>(typename TiledMmaPV::AtomShape_MNK{}) == kHeadDim, "the PV wgmma atom must span the head dim");
 
   // 128-byte swizzled tiles; K-major for Q and K, MN-major (head dim contiguous) for V^T.
   using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
