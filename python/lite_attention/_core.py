@@ -200,10 +200,23 @@ class SkipStats:
         return 1.0 - sum(self.cumulative_computed_per_head) / total if total else 0.0
 
     @property
+    def cumulative_head_sparsity(self) -> List[float]:
+        total = self.tiles_per_head * self.calls
+        return [1.0 - c / total if total else 0.0 for c in self.cumulative_computed_per_head]
+
+    @property
     def next_sparsity(self) -> float:
         """Fraction of key tiles the next call's read mask skips (before must_do / must_skip)."""
         total = self.tiles_per_head * self.heads
         return 1.0 - sum(self.planned_per_head) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        """Plain numbers, for logs and JSON."""
+        return {
+            "calls": self.calls, "sparsity": self.sparsity, "head_sparsity": self.head_sparsity,
+            "cumulative_sparsity": self.cumulative_sparsity, "cumulative_head_sparsity": self.cumulative_head_sparsity,
+            "next_sparsity": self.next_sparsity, "tiles_per_head": self.tiles_per_head,
+        }
 
     def __repr__(self):
         return (

@@ -110,3 +110,7 @@ def test_stats_per_head_and_cumulative():
     assert st.cumulative_sparsity == pytest.approx(np.mean(sparsities))
     assert np.mean(st.head_sparsity) == pytest.approx(st.sparsity)
     assert st.tiles_per_head == 10 * 10
+    assert np.mean(st.cumulative_head_sparsity) == pytest.approx(st.cumulative_sparsity)
+    d = st.to_dict()
+    assert d["calls"] == 4 and d["sparsity"] == st.sparsity and len(d["head_sparsity"]) == 2
+    json.dumps(d)
