@@ -47,6 +47,9 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
     for x, n in ((q, qn), (k, kn), (v, vn)):
         if x.ndim != 4:
             raise ValueError(f"{n}: expected rank 4 (batch, seq_len, heads, head_dim), got shape {tuple(x.shape)}")
+        if any(int(s) < 1 for s in x.shape):
+            raise ValueError(f"{n}: expected every dimension >= 1 in (batch, seq_len, heads, head_dim), "
+                             f"got shape {tuple(x.shape)}")
     dtype = lib.dtype_name(q)
     if dtype is None:
         raise TypeError(f"{qn}: expected dtype bfloat16, float16 or float32, got {lib.dtype_repr(q)}")

@@ -5,6 +5,7 @@ Accepted spellings (all half-open [start, end), ascending, not overlapping; touc
   * pairs      : [(start, end), ...]   e.g. [(2, 12), (40, 45)]
   * flat list  : [start0, end0, start1, end1, ...]   (the upstream LiteAttention spelling)
   * an integer array / tensor of shape (2N,) or (N, 2) with the same meaning
+At most 16 ranges per list.
 """
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from typing import Any, List, Tuple
 
 Ranges = List[Tuple[int, int]]
 
+MAX_RANGES = 16  # per list, as the C++ core (kMaxRanges in src/core/plan.hpp)
+
 
 def _as_int(x: Any, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+    if isinstance(x, bool) or type(x).__name__ == "bool_":
+        raise TypeError(f"{name}: expected integer token positions, got {x!r}")
+    if not isinstance(x, numbers.Integral):
         try:
             import operator
 
@@ -54,6 +59,8 @@ def normalize_ranges(value: Any, length: int, name: str, length_name: str = "L")
                 f"got {len(flat)}"
             )
         pairs = list(zip(flat[0::2], flat[1::2]))
+    if len(pairs) > MAX_RANGES:
+        raise ValueError(f"{name}: at most {MAX_RANGES} ranges are supported, got {len(pairs)}")
     previous_end = 0
     for i, (s, e) in enumerate(pairs):
         if not (0 <= s < e <= length):

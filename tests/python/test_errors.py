@@ -26,6 +26,7 @@ def call(*args, **kwargs):
     ((np.concatenate([Q, Q[:, :, :1]], 2), Q, Q), ValueError, r"key: expected a head count dividing query's 3 heads"),
     ((randn((1, 8, 1, 600)),) * 3, ValueError, r"query: expected head_dim <= 512, got 600"),
     ((Q[..., ::2], Q[..., ::2], Q[..., ::2]), ValueError, r"query: expected a unit stride in the last \(head_dim\)"),
+    ((Q[:, :0], Q, Q), ValueError, r"query: expected every dimension >= 1 .* got shape \(1, 0, 2, 32\)"),
 ])
 def test_tensor_errors(args, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -40,6 +41,7 @@ def test_tensor_errors(args, exc, pattern):
     (dict(must_do_list=[(10, 20), 30]), TypeError, r"must_do_list: mixes pairs and plain integers"),
     (dict(must_do_list=[(1, 2, 3)]), ValueError, r"must_do_list: range 0 must be a pair"),
     (dict(must_do_list=[1.5, 3]), TypeError, r"must_do_list: expected integer token positions"),
+    (dict(must_do_list=[True, 3]), TypeError, r"must_do_list: expected integer token positions, got True"),
     (dict(must_do_list="0,10"), TypeError, r"must_do_list: expected ranges as \[\(start, end\), ...\]"),
     (dict(must_skip_list=[(-1, 5)]), ValueError, r"must_skip_list: range 0 \[-1, 5\)"),
     (dict(must_do_list=[0, 10], must_skip_list=[5, 20]), ValueError, r"must_skip_list: range \[5, 20\) overlaps must_do_list"),

@@ -209,8 +209,12 @@ def test_torch_rejected_call_leaves_state_and_core_errors_pass_through_the_op():
     attn(q, k, v)
     st = attn.state()
     before = [b.clone() for b in (st.mask, st.row_visits, st.kept, st.cumulative)]
-    with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):  # checked by the C++ core
+    with pytest.raises(ValueError, match=r"must_do_list: at most 16 ranges"):
         attn(q, k, v, must_do_list=[(2 * i, 2 * i + 1) for i in range(20)])
+    with pytest.raises(ValueError, match=r"must_do: range 0 \[5, 3\) must satisfy"):  # from the C++ core, through the op
+        torch.ops.lite_attention.forward(q, k, v, st.mask, st.row_visits, None, st.kept, st.cumulative,
+                                         torch.tensor(-2.0), torch.tensor(True), None, "running", "descending",
+                                         [5, 3], [], [], [16, 16], 0, False, False)
     with pytest.raises(ValueError, match=r"must_skip_list"):
         attn(*drifting(0, L=80), must_skip_list=[70, 90])  # a new key, rejected before the reset
     assert attn.state() is st and attn.step == 1
