@@ -126,9 +126,27 @@ def _scalar(x, dtype):
     return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=dtype)
 
 
+class _ForwardOnly(torch.autograd.Function):
+    """Connects the outputs to q, k, v when they require grad, with a backward that says clearly
+    that there is none (instead of torch's silent 'no autograd kernel' fallback)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, out, lse):
+        return out.clone(), lse.clone()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError("lite_attention: LiteAttention is inference-only (no backward); "
+                                  "run it under torch.no_grad() or torch.inference_mode()")
+
+
 def forward(q, k, v, state, opts, reset: bool, return_lse: bool):
     """Calls torch.ops.lite_attention.forward with a SkipState (or None) and CallOptions;
     opts.threshold / opts.enabled may be Python values or 0-dim CPU tensors."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        with torch.no_grad():
+            out, lse = forward(q, k, v, state, opts, reset, return_lse)
+        return _ForwardOnly.apply(q, k, v, out, lse)
     if state is not None:
         mask, row_visits, row_max, kept = state.buffers()
         cumulative = state.cumulative

@@ -262,3 +262,16 @@ def test_inference_mode_then_no_grad():
         attn(q, k, v)  # the state (made in inference mode) is updated outside it
     attn(q, k, v)
     assert attn.stats.calls == 4 and attn.step == 3
+
+
+def test_backward_says_inference_only():
+    q = tq((1, 16, 1, 16)).requires_grad_()
+    attn = la.LiteAttention()
+    out = attn(q, q, q)
+    assert out.requires_grad
+    np.testing.assert_array_equal(out.detach().numpy(), la.attention(q.detach().numpy(), q.detach().numpy(),
+                                                                      q.detach().numpy()))
+    with pytest.raises(NotImplementedError, match="inference-only"):
+        out.sum().backward()
+    with torch.no_grad():
+        assert not attn(q, q, q).requires_grad
