@@ -9,6 +9,7 @@ namespace liteattn::cli {
 int run_demo(const std::vector<std::string>& args);
 int run_verify(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
+int run_evaluate(const std::vector<std::string>& args);
 
 // Skip masks of one head at several steps, side by side: kept tiles white, skipped black.
 struct MaskPanel {

@@ -26,6 +26,12 @@ commands:
   bench   dense vs sparse timing for a backend and shape
           [--backend auto|cpu|cuda] [--batch B] [--len L] [--heads H] [--head-dim D]
           [--sparsity S] [--repeats N] [--dtype bf16|fp16|fp32] [--out FILE.json]
+  evaluate  trajectories of the video workload for every criterion x order x threshold (and
+          schedule): sparsity, per-step and final error vs dense, Euler-latent error (issue 6)
+          [--backend auto|cpu|cuda] [--preset NAME] [--frames F --height H --width W --heads N]
+          [--steps N] [--seed S] [--thresholds -14,-10,...] [--criteria running,previous]
+          [--orders descending,alternate,diagonal_first] [--schedules FILE,...]
+          [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--md FILE.md]
 
 Bad arguments print one line naming the argument and exit with code 2.
 )";
@@ -43,7 +49,8 @@ int main(int argc, char** argv) {
     if (command == "demo") return liteattn::cli::run_demo(args);
     if (command == "verify") return liteattn::cli::run_verify(args);
     if (command == "bench") return liteattn::cli::run_bench(args);
-    std::fprintf(stderr, "liteattn: unknown command '%s' (expected demo, verify or bench)\n", command.c_str());
+    if (command == "evaluate") return liteattn::cli::run_evaluate(args);
+    std::fprintf(stderr, "liteattn: unknown command '%s' (expected demo, verify, bench or evaluate)\n", command.c_str());
     return 2;
   } catch (const liteattn::cli::UsageError& e) {
     std::fprintf(stderr, "liteattn %s: %s\n", command.c_str(), e.what());
