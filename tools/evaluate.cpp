@@ -113,7 +113,8 @@ struct Config {
   }
   std::string threshold_label() const {
     if (!schedule_file.empty()) return "schedule " + schedule_file;
-    return json_number(schedule.threshold(0));
+    const float t = schedule.threshold(0);
+    return std::isinf(t) ? "-inf" : json_number(t);
   }
 };
 
