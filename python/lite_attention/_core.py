@@ -338,7 +338,7 @@ class CallOptions:
     enabled: bool = True
     threshold: float = -10.0
     criterion: str = "running"
-    order: str = "descending"
+    order: str = "alternate"
     must_do: Ranges = field(default_factory=list)
     must_skip: Ranges = field(default_factory=list)
     dense_queries: Ranges = field(default_factory=list)

@@ -41,7 +41,7 @@ class LiteAttention:
     def __init__(self, enable_skipping: bool = True, threshold: Optional[float] = DEFAULT_THRESHOLD,
                  max_batch_size: Optional[int] = None, reverse_skip_list: Optional[bool] = None,
                  use_int8: bool = False, *, schedule: Optional[ThresholdSchedule] = None,
-                 criterion: str = "running", order: str = "descending", dense_queries=None,
+                 criterion: str = "running", order: str = "alternate", dense_queries=None,
                  auto_step: bool = True, cpu_tile: Optional[Tuple[int, int]] = None, cpu_threads: int = 0):
         self._enabled = bool(enable_skipping)
         if schedule is not None:
@@ -331,6 +331,8 @@ def find_lite_attention(model) -> list:
         elif isinstance(obj, (list, tuple)):
             for v in obj:
                 visit(v)
+        elif isinstance(getattr(obj, "lite_attention", None), LiteAttention):  # e.g. a diffusers processor
+            visit(obj.lite_attention)
 
     modules = model.modules() if hasattr(model, "modules") and callable(model.modules) else [model]
     for m in modules:

@@ -62,7 +62,7 @@ class CalibrationResult:
 def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, Sequence[float], Callable] = 0.01,
               early_budget: Optional[float] = None, warmup_steps: int = 0,
               candidates: Sequence[float] = DEFAULT_CANDIDATES, criterion: str = "running",
-              order: str = "descending", scale: Optional[float] = None, cpu_tile=None, cpu_threads: int = 0,
+              order: str = "alternate", scale: Optional[float] = None, cpu_tile=None, cpu_threads: int = 0,
               verbose: bool = False) -> CalibrationResult:
     """Calibrates a ThresholdSchedule on one attention layer's trajectory.
 

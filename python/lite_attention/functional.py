@@ -10,7 +10,7 @@ from .schedule import check_threshold
 
 
 def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = -10.0, scale: Optional[float] = None,
-              criterion: str = "running", order: str = "descending", must_do=None, must_skip=None,
+              criterion: str = "running", order: str = "alternate", must_do=None, must_skip=None,
               dense_queries=None, return_lse: bool = False, cpu_tile=None, cpu_threads: int = 0):
     """One attention call on (B, L, H, D) arrays. With a SkipState, the call reads and updates it
     (the state is shaped, or reshaped and reset, as the inputs need); with state=None it is plain

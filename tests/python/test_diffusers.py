@@ -1,0 +1,66 @@
+"""The diffusers integration on a tiny WanTransformer3DModel built from a config with random
+weights: this tests the integration (shapes, routing, branches, steps), not quality."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+import lite_attention as la  # noqa: E402
+from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+
+
+def tiny_wan():
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=4,
+                                  out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
+                                  rope_max_seq_len=64)
+    return model.eval()
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(1, 4, 3, 16, 16, generator=g)  # 3 x 8 x 8 = 192 tokens after 2x2 patches
+    text = torch.randn(1, 8, 32, generator=g)
+    return latents, text
+
+
+def test_dense_lite_attention_matches_diffusers():
+    model = tiny_wan()
+    latents, text = inputs()
+    t = torch.tensor([500])
+    with torch.no_grad():
+        reference = model(latents, t, text).sample
+        attns = la_diffusers.install(model, enable_skipping=False)
+        assert len(attns) == 2  # the two self-attention layers (attn1), not the cross-attention
+        out = model(latents, t, text).sample
+        model(latents, t, text)
+    assert all(a.step == 1 for a in attns)  # both calls went through the LiteAttention instances
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+    la_diffusers.uninstall(model)
+    assert not any(isinstance(getattr(m, "processor", None), la_diffusers.LiteAttentionProcessor)
+                   for m in model.modules())
+
+
+def test_skipping_with_branches_and_steps():
+    model = tiny_wan()
+    attns = la_diffusers.install(model, threshold=-1.0, cpu_tile=(16, 16))
+    assert la.find_lite_attention(model) == attns
+    latents, text = inputs()
+    with torch.no_grad():
+        for step, t in enumerate([900, 700, 500, 300]):
+            la.set_step(model, step)
+            with la_diffusers.branch("cond"):
+                cond = model(latents, torch.tensor([t]), text).sample
+            with la_diffusers.branch("uncond"):
+                uncond = model(latents, torch.tensor([t]), torch.zeros_like(text)).sample
+            latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
+    for a in attns:
+        assert a.step == 3 and set(a.branches) == {"cond", "uncond"}
+        assert a.stats_for("cond").calls == 4 and a.stats_for("uncond").calls == 4
+    assert max(a.stats_for("cond").sparsity for a in attns) > 0
+    assert torch.isfinite(latents).all()
+    la.reset_skip_states(model)
+    assert all(a.stats_for("cond").calls == 0 for a in attns)
