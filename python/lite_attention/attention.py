@@ -29,7 +29,8 @@ class LiteAttention:
         schedule: a ThresholdSchedule (per-step thresholds, warm-up steps); overrides threshold.
         criterion: 'running' (the paper's skip test) or 'previous' (compare with the row's final
             max of the previous call).
-        order: key-tile visit order: 'descending', 'alternate' or 'diagonal_first'.
+        order: key-tile visit order: 'alternate' (default: the direction flips every call),
+            'descending' (the paper's) or 'diagonal_first'.
         dense_queries: query token ranges that always run dense (e.g. text tokens).
         auto_step: advance ``step`` by itself (see ``step``); False leaves it to the caller.
         cpu_tile: (rows, cols) tile shape of the CPU reference (default: the GPU kernel's).

@@ -92,7 +92,8 @@ def test_equals_cli_demo_on_same_seed(tmp_path):
                    capture_output=True)
     demo = json.loads(out.read_text())
     wl = la.VideoWorkload(steps=steps, seed=0)
-    attn = la.LiteAttention(threshold=threshold, cpu_tile=(tile, tile))
+    attn = la.LiteAttention(threshold=threshold, cpu_tile=(tile, tile), criterion=demo["criterion"],
+                            order=demo["order"])
     assert demo["shape"]["tokens"] == wl.config.tokens
     for record in demo["steps"]:
         q, k, v = wl.generate(record["step"])
