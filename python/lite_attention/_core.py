@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import _ext
-from ._arrays import ArrayLib, lib_of, torch_lib
-from ._ranges import Ranges, flatten
+from ._arrays import ArrayLib, torch_lib
+from ._ranges import Ranges
 
 CRITERIA = ("running", "previous")
 ORDERS = ("descending", "alternate", "diagonal_first")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Hashable, Optional, Sequence, Tuple, Union
+from typing import Dict, Hashable, Optional, Tuple
 
 from ._arrays import lib_of, torch_lib
 from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_option, check_qkv, check_scale, run

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import lite_attention as la
-from conftest import reference
 
 
 def small_workload(steps=8, seed=0):

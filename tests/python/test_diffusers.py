@@ -1,6 +1,5 @@
 """The diffusers integration on a tiny WanTransformer3DModel built from a config with random
 weights: this tests the integration (shapes, routing, branches, steps), not quality."""
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -1,6 +1,4 @@
 """The upstream LiteAttention README's usage patterns, on NumPy arrays (torch in test_torch.py)."""
-import warnings
-
 import numpy as np
 import pytest
 
