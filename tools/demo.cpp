@@ -80,7 +80,7 @@ int run_demo(const std::vector<std::string>& raw) {
 
   SkipOptions skip;
   skip.criterion = parse_criterion(o.choice("criterion", "running", {"running", "previous"}), "--criterion");
-  skip.order = parse_visit_order(o.choice("order", "descending", {"descending", "alternate", "diagonal_first"}), "--order");
+  skip.order = parse_visit_order(o.choice("order", "alternate", {"descending", "alternate", "diagonal_first"}), "--order");
 
   const VideoWorkload workload(w);
   const std::int64_t L = w.tokens(), H = w.heads, D = w.head_dim;
