@@ -11,7 +11,9 @@ if [ -f pyproject.toml ] && [ -d tests/python ]; then
   PYTHON=${PYTHON:-python3}
   # A stale install must not stand in for a failed build.
   "$PYTHON" -m pip uninstall -q -y lite-attention 2>/dev/null || true
-  "$PYTHON" -m pip install -q --root-user-action=ignore .
+  # scripts/setup.sh installed the build requirements; without build isolation the extension's
+  # compile commands match the C++ build's, so ccache serves the kernels a second time.
+  "$PYTHON" -m pip install -q --root-user-action=ignore --no-build-isolation .
   (cd /tmp && "$PYTHON" -c "import lite_attention, sys; print('lite_attention from', lite_attention.__file__)")
   status=0
   "$PYTHON" -m pytest -q tests/python || status=$?
