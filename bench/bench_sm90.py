@@ -143,12 +143,12 @@ def main():
 
     env = result["env"]
     print(f"card: {env['card']}  driver: {env['driver']}  rev: {env['git_rev']}  torch {env['torch']} cudnn {env['cudnn']}")
-    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8}  sparse: s -> ms (limit) TF/s-on-computed")
+    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8} {'enq us':>7}  sparse: s -> ms (limit) TF/s-on-computed")
     for s in result["shapes"]:
         sp = "  ".join(f"{p['sparsity']:.2f}->{p['ms']:.2f}({p['limit_ms']:.2f}){p['tflops_on_computed']:.0f}" for p in s["sparse"])
         ct = f"{s['cudnn_tflops']:.0f}" if s["cudnn_tflops"] else "-"
         xr = f"{s['dense_vs_cudnn']:.3f}" if s["dense_vs_cudnn"] else "-"
-        print(f"{s['B']},{s['L']},{s['H']:>3} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f}  {sp}")
+        print(f"{s['B']},{s['L']},{s['H']:>3} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f} {s.get('host_enqueue_us', float('nan')):>7.1f}  {sp}")
     print("wrote", base + ".json", "and .png" if plotted else "(no plot)")
 
 
