@@ -44,10 +44,11 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan) {
     throw UnsupportedError("the Hopper kernel supports bfloat16 and float16 inputs");
   if (plan.tile != sm90::tile_shape_for_head_dim(plan.head_dim))
     throw UnsupportedError("the plan's tile shape does not match the Hopper kernel's");
-  if (plan.skipping && plan.words > sm90::kMaxMaskWords)
+  // The visit list (dense calls too) and the votes of a query tile live in shared memory.
+  if (plan.k_tiles > std::int64_t(sm90::kMaxMaskWords) * 32)
     throw UnsupportedError("the Hopper kernel supports at most " + std::to_string(sm90::kMaxMaskWords * 32) +
-                           " key tiles per row (Lk up to " + std::to_string(std::int64_t(sm90::kMaxMaskWords) * 32 * plan.tile.n) +
-                           ")");
+                           " key tiles (Lk up to " + std::to_string(std::int64_t(sm90::kMaxMaskWords) * 32 * plan.tile.n) +
+                           "), got Lk = " + std::to_string(plan.len_k));
   if (plan.len_q >= (std::int64_t(1) << 31) || plan.len_k >= (std::int64_t(1) << 31) ||
       plan.batch * plan.heads * plan.q_tiles >= (std::int64_t(1) << 31))
     throw UnsupportedError("the Hopper kernel indexes sequences and work tiles with 32-bit integers");

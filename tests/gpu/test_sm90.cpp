@@ -646,6 +646,21 @@ TEST(Sm90, BadInputsGiveClearErrors) {
     expect_argument_error(a, "q", "misaligned base");
   }
   {
+    // More key tiles than the kernel's shared-memory lists hold: a clear UnsupportedError
+    // before anything is read (the views' memory is never touched).
+    AttentionArgs a = good;
+    a.k.shape[1] = a.v.shape[1] = 600000;
+    a.k.stride[0] = a.v.stride[0] = 600000 * a.k.stride[1];
+    try {
+      liteattn::attention(a);
+      ADD_FAILURE() << "Lk = 600000: no error";
+    } catch (const liteattn::UnsupportedError& e) {
+      std::printf("  Lk = 600000 -> %s\n", e.what());
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "Lk = 600000: unexpected " << e.what();
+    }
+  }
+  {
     // A state made for another shape.
     AttentionArgs a = good;
     a.skip.enabled = true;
