@@ -28,8 +28,8 @@ constexpr int pipeline_stages_for_head_dim(std::int64_t head_dim) { return head_
 constexpr bool supports_head_dim(std::int64_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 // The largest mask row (uint32 words) the kernel handles: a query tile's votes and visit list
-// live in shared memory (3 x 8 KB of lists at this size). 128 words = 4096 key tiles = 524288
-// keys at Bn = 128.
-constexpr int kMaxMaskWords = 128;
+// live in shared memory (3 x 4 KB of lists at this size). 64 words = 2048 key tiles = 262144
+// keys at Bn = 128. (128 words fit too and compile; kept at the size that ran on the GPU.)
+constexpr int kMaxMaskWords = 64;
 
 }  // namespace liteattn::sm90
