@@ -4,7 +4,10 @@
 # where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
 #   scripts/gpu_check.sh [build-dir]
 # Environment: CUTLASS_DIR (CUTLASS headers), CMAKE_ARGS (extra configure arguments, e.g.
-# -DCMAKE_PREFIX_PATH=... where GoogleTest lives), JOBS, LOG_DIR.
+# -DCMAKE_PREFIX_PATH=... where GoogleTest lives), JOBS, LOG_DIR, SANITIZER_TIMEOUT.
+# Machines without libgtest-dev: unpack its .deb (dpkg -x libgtest-dev_*.deb /tmp/gt) and pass
+# CMAKE_ARGS=-DCMAKE_PREFIX_PATH=/tmp/gt/usr (scripts/sm90_device_session.sh does this).
+# Exit status 0 only when every step passed; the GPU tests exit 77 (skipped) without a GPU.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-$ROOT/build-gpu}"
