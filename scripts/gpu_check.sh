@@ -23,7 +23,9 @@ configure() {
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON \
     ${CUTLASS_DIR:+-DCUTLASS_DIR="$CUTLASS_DIR"} -DLITEATTN_BENCHMARKS=OFF ${CMAKE_ARGS:-} "$@" >> "$LOG_DIR/configure.log" 2>&1
 }
-if ! configure -DLITEATTN_TOOLS=ON; then
+PYTHON_TESTS=0
+python3 -c "import nanobind, numpy, pytest" 2>/dev/null && PYTHON_TESTS=1
+if ! configure -DLITEATTN_TOOLS=ON -DLITEATTN_PYTHON=$([ $PYTHON_TESTS = 1 ] && echo ON || echo OFF); then
   echo "configure with the CLI failed (missing libpng?): retrying without it"
   configure -DLITEATTN_TOOLS=OFF
 fi
@@ -32,7 +34,7 @@ tail -3 "$LOG_DIR/configure.log"
 [ $status -eq 0 ] || exit 1
 
 step "build"
-ninja -C "$BUILD" -j "$JOBS" liteattn liteattn_gpu_tests 2>&1 | tee "$LOG_DIR/build.log" | grep -E "error|warning|spill|FAILED" | head -40
+ninja -C "$BUILD" -j "$JOBS" liteattn liteattn_gpu_tests $([ $PYTHON_TESTS = 1 ] && echo _ext) 2>&1 | tee "$LOG_DIR/build.log" | grep -E "error|warning|spill|FAILED" | head -40
 record "${PIPESTATUS[0]}" build
 [ $status -eq 0 ] || exit 1
 if ninja -C "$BUILD" -t targets all 2>/dev/null | grep -q '^liteattn_cli:'; then
@@ -45,7 +47,9 @@ step "GPU tests (ctest -L gpu)"
 ctest --test-dir "$BUILD" -L gpu --output-on-failure 2>&1 | tee "$LOG_DIR/ctest_gpu.log" | tail -40
 record "${PIPESTATUS[0]}" "GPU tests"
 
-if command -v compute-sanitizer >/dev/null; then
+if [ "${SKIP_SANITIZER:-0}" = 1 ]; then
+  echo "compute-sanitizer: skipped (SKIP_SANITIZER=1)"
+elif command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do
     step "compute-sanitizer --tool $tool (small case)"
     timeout "${SANITIZER_TIMEOUT:-600}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$GPU_TESTS" --gtest_filter='Sm90.Small' \
@@ -63,6 +67,18 @@ if [ -n "$CLI" ]; then
   record "${PIPESTATUS[0]}" "liteattn verify --backend cuda"
 else
   echo "liteattn CLI not built: verify skipped"
+fi
+
+if [ $PYTHON_TESTS = 1 ]; then
+  step "Python tests (pytest tests/python, GPU tests included)"
+  PYROOT="$BUILD/pyroot"
+  rm -rf "$PYROOT" && mkdir -p "$PYROOT"
+  cp -r "$ROOT/python/lite_attention" "$PYROOT/"
+  find "$PYROOT" -name '_ext*.so' -delete
+  cp "$(find "$BUILD/python" -name '_ext*.so' | head -1)" "$PYROOT/lite_attention/"
+  (cd "$ROOT" && PYTHONPATH="$PYROOT${PYTHONPATH:+:$PYTHONPATH}" timeout "${PYTEST_TIMEOUT:-300}" python3 -m pytest -q -rs tests/python) \
+    2>&1 | tee "$LOG_DIR/pytest.log" | tail -25
+  record "${PIPESTATUS[0]}" "Python tests"
 fi
 
 echo
