@@ -114,16 +114,17 @@ void ThresholdSchedule::apply(int step, SkipOptions& skip) const {
 }
 
 std::string ThresholdSchedule::to_json() const {
-  std::ostringstream out;
-  out << "{\"warmup_steps\": " << warmup_steps_ << ", \"thresholds\": [";
+  // Plain string building (no iostreams): this runs inside Python processes whose other
+  // extensions bring their own C++ runtime state.
+  std::string out = "{\"warmup_steps\": " + std::to_string(warmup_steps_) + ", \"thresholds\": [";
   for (std::size_t i = 0; i < thresholds_.size(); ++i) {
     char buffer[32];
     if (std::isinf(thresholds_[i])) std::snprintf(buffer, sizeof buffer, "-Infinity");
     else std::snprintf(buffer, sizeof buffer, "%.9g", double(thresholds_[i]));
-    out << (i ? ", " : "") << buffer;
+    out += (i ? ", " : "");
+    out += buffer;
   }
-  out << "]}";
-  return out.str();
+  return out + "]}";
 }
 
 ThresholdSchedule ThresholdSchedule::from_json(const std::string& text) {
