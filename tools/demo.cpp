@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "trajectory.hpp"
 
 namespace liteattn::cli {
 namespace {
@@ -82,26 +83,9 @@ int run_demo(const std::vector<std::string>& raw) {
   skip.criterion = parse_criterion(o.choice("criterion", "running", {"running", "previous"}), "--criterion");
   skip.order = parse_visit_order(o.choice("order", "alternate", {"descending", "alternate", "diagonal_first"}), "--order");
 
-  const VideoWorkload workload(w);
   const std::int64_t L = w.tokens(), H = w.heads, D = w.head_dim;
-  DeviceTensor q(device, dtype, {1, L, H, D}), k(device, dtype, {1, L, H, D}), v(device, dtype, {1, L, H, D});
-  DeviceTensor out(device, dtype, {1, L, H, D}), dense_out(device, dtype, {1, L, H, D});
-  std::vector<float> hq(std::size_t(L * H * D)), hk(hq.size()), hv(hq.size());
-
-  AttentionArgs args = make_args(q, k, v, out);
-  args.cpu_threads = int(o.integer("threads", 0, 0, 1024));
-  if (o.has("tile")) {
-    if (on_gpu) throw UsageError("--tile: only the CPU backend takes a tile shape (the kernel's is fixed)");
-    const int t = int(o.integer("tile", 64, 1, 4096));
-    args.cpu_tile = TileShape{t, t};
-  } else if (!on_gpu && w.tokens() < 4096) {
-    // The reduced CPU workload has 960 tokens: 64-token tiles keep the tile grid (15 x 15) fine
-    // enough to show the video's locality, as 128-token tiles do on the full-size shapes.
-    args.cpu_tile = TileShape{64, 64};
-  }
-  AttentionArgs dense = make_args(q, k, v, dense_out);
-  dense.skip.enabled = false;
-  dense.cpu_threads = args.cpu_threads;
+  Trajectory trajectory(device, dtype, w, o);
+  AttentionArgs& args = trajectory.args;
   SkipState state;
 
   const bool tty = isatty(fileno(stdout));
@@ -119,10 +103,7 @@ int run_demo(const std::vector<std::string>& raw) {
 
   for (int step = 0; step < w.steps; ++step) {
     if (tty) std::fprintf(stderr, "  generating step %d/%d...\r", step + 1, w.steps);
-    workload.generate(step, hq.data(), hk.data(), hv.data());
-    q.upload(hq);
-    k.upload(hk);
-    v.upload(hv);
+    trajectory.load_step(step);
     schedule.apply(step, args.skip);
     args.skip.criterion = skip.criterion;
     args.skip.order = skip.order;
@@ -131,8 +112,8 @@ int run_demo(const std::vector<std::string>& raw) {
     r.step = step;
     r.warmup = !args.skip.enabled;
     r.time_ms = median_ms(device, 0, 1, [&] { attention(args, state); });
-    r.dense_time_ms = median_ms(device, 0, 1, [&] { attention(dense); });
-    r.rel_l2 = rel_l2(out.download(), dense_out.download());
+    r.dense_time_ms = median_ms(device, 0, 1, [&] { attention(trajectory.dense); });
+    r.rel_l2 = rel_l2(trajectory.out().download(), trajectory.dense_out().download());
     if (state.shaped()) {
       const SkipStats stats = state.stats();
       r.sparsity = r.warmup ? 0.0 : stats.last_sparsity();

@@ -24,6 +24,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "trajectory.hpp"
 
 namespace liteattn::cli {
 namespace {
@@ -173,26 +174,12 @@ int run_evaluate(const std::vector<std::string>& raw) {
       }
     }
 
-  const VideoWorkload workload(w);
   const std::int64_t L = w.tokens(), H = w.heads, D = w.head_dim;
-  DeviceTensor q(device, dtype, {1, L, H, D}), k(device, dtype, {1, L, H, D}), v(device, dtype, {1, L, H, D});
-  DeviceTensor out(device, dtype, {1, L, H, D}), dense_out(device, dtype, {1, L, H, D});
-  std::vector<float> hq(std::size_t(L * H * D)), hk(hq.size()), hv(hq.size());
+  Trajectory trajectory(device, dtype, w, o);
+  AttentionArgs& args = trajectory.args;
+  const VideoWorkload& workload = trajectory.workload();
 
-  AttentionArgs args = make_args(q, k, v, out);
-  args.cpu_threads = int(o.integer("threads", 0, 0, 1024));
-  if (o.has("tile")) {
-    if (on_gpu) throw UsageError("--tile: only the CPU backend takes a tile shape (the kernel's is fixed)");
-    const int t = int(o.integer("tile", 64, 1, 4096));
-    args.cpu_tile = TileShape{t, t};
-  } else if (!on_gpu && w.tokens() < 4096) {
-    args.cpu_tile = TileShape{64, 64};  // as the demo: a tile grid fine enough for the reduced shape
-  }
-  AttentionArgs dense = make_args(q, k, v, dense_out);
-  dense.skip.enabled = false;
-  dense.cpu_threads = args.cpu_threads;
-
-  const std::vector<float> x0 = initial_latent(hq.size(), w.seed);
+  const std::vector<float> x0 = initial_latent(trajectory.elements(), w.seed);
   std::vector<float> dense_latent = x0;
   for (auto& c : configs) c.latent = x0;
 
@@ -206,12 +193,9 @@ int run_evaluate(const std::vector<std::string>& raw) {
 
   for (int step = 0; step < w.steps; ++step) {
     if (tty) std::fprintf(stderr, "  step %d/%d: inputs and dense...\r", step + 1, w.steps);
-    workload.generate(step, hq.data(), hk.data(), hv.data());
-    q.upload(hq);
-    k.upload(hk);
-    v.upload(hv);
-    attention(dense);
-    const std::vector<float> reference = dense_out.download();
+    trajectory.load_step(step);
+    attention(trajectory.dense);
+    const std::vector<float> reference = trajectory.dense_out().download();
     const float dsigma = workload.sigma(step + 1) - workload.sigma(step);
     for (std::size_t i = 0; i < reference.size(); ++i) dense_latent[i] += dsigma * reference[i];
 
@@ -230,7 +214,7 @@ int run_evaluate(const std::vector<std::string>& raw) {
         attention(args, c.state);
         m.sparsity = c.state.stats().last_sparsity();
       }
-      const std::vector<float> result = out.download();
+      const std::vector<float> result = trajectory.out().download();
       const Errors e = errors(result, reference);
       m.rel_l2 = e.rel_l2;
       m.rel_l1 = e.rel_l1;

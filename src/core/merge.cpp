@@ -4,34 +4,10 @@
 #include <limits>
 #include <string>
 
+#include "core/element_io.hpp"
 #include "liteattn/error.hpp"
-#include "liteattn/numeric.hpp"
 
 namespace liteattn {
-namespace {
-
-float load(const TensorView& t, std::int64_t i) {
-  switch (t.dtype) {
-    case DType::f32: return t.ptr<const float>()[i];
-    case DType::bf16: return bf16_to_float(t.ptr<const std::uint16_t>()[i]);
-    case DType::f16: return f16_to_float(t.ptr<const std::uint16_t>()[i]);
-  }
-  return 0;
-}
-
-void store(const TensorView& t, std::int64_t i, float x) {
-  switch (t.dtype) {
-    case DType::f32: t.ptr<float>()[i] = x; return;
-    case DType::bf16: t.ptr<std::uint16_t>()[i] = float_to_bf16(x); return;
-    case DType::f16: t.ptr<std::uint16_t>()[i] = float_to_f16(x); return;
-  }
-}
-
-std::int64_t at(const TensorView& t, std::int64_t b, std::int64_t l, std::int64_t h) {
-  return b * t.stride[0] + l * t.stride[1] + h * t.stride[2];
-}
-
-}  // namespace
 
 void merge_attention(const std::vector<TensorView>& outs, const std::vector<TensorView>& lses, const TensorView& out,
                      const TensorView& lse) {
@@ -81,9 +57,9 @@ void merge_attention(const std::vector<TensorView>& outs, const std::vector<Tens
           if (merged != kNegInf)
             for (std::size_t j = 0; j < outs.size(); ++j) {
               const float w = lses[j].ptr<const float>()[li];
-              if (w != kNegInf) acc += std::exp(w - merged) * load(outs[j], at(outs[j], b, l, h) + d);
+              if (w != kNegInf) acc += std::exp(w - merged) * load_element(outs[j], offset_blh(outs[j], b, l, h) + d);
             }
-          store(out, at(out, b, l, h) + d, acc);
+          store_element(out, offset_blh(out, b, l, h) + d, acc);
         }
         if (lse.defined()) lse.ptr<float>()[li] = merged;
       }

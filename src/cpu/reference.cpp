@@ -11,35 +11,14 @@
 #include <vector>
 
 #include "core/backends.hpp"
+#include "core/element_io.hpp"
 #include "core/skip_policy.hpp"
 #include "cpu/parallel.hpp"
-#include "liteattn/numeric.hpp"
 
 namespace liteattn {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-float load(const TensorView& t, std::int64_t offset) {
-  switch (t.dtype) {
-    case DType::f32: return t.ptr<const float>()[offset];
-    case DType::bf16: return bf16_to_float(t.ptr<const std::uint16_t>()[offset]);
-    case DType::f16: return f16_to_float(t.ptr<const std::uint16_t>()[offset]);
-  }
-  return 0.0f;
-}
-
-void store(const TensorView& t, std::int64_t offset, float value) {
-  switch (t.dtype) {
-    case DType::f32: t.ptr<float>()[offset] = value; return;
-    case DType::bf16: t.ptr<std::uint16_t>()[offset] = float_to_bf16(value); return;
-    case DType::f16: t.ptr<std::uint16_t>()[offset] = float_to_f16(value); return;
-  }
-}
-
-std::int64_t offset4(const TensorView& t, std::int64_t b, std::int64_t l, std::int64_t h) {
-  return b * t.stride[0] + l * t.stride[1] + h * t.stride[2];
-}
 
 // Per-thread scratch for one query tile: q rows, one key tile (transposed), one value tile, the
 // score tile, and the online-softmax state of every row.
@@ -80,7 +59,7 @@ class QueryTileRunner {
     const QueryTilePolicy policy(p, i, read_row, visits);
 
     for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t d = 0; d < D; ++d) w.q[r * D + d] = load(args_.q, offset4(args_.q, b, row0 + r, h) + d);
+      for (std::int64_t d = 0; d < D; ++d) w.q[r * D + d] = load_element(args_.q, offset_blh(args_.q, b, row0 + r, h) + d);
       w.row_max[r] = kNegInf;
       w.row_sum[r] = 0.0f;
       w.stored_max[r] = (p.skipping && st.row_max) ? st.row_max[(b * p.heads + h) * p.len_q + row0 + r]
@@ -105,8 +84,8 @@ class QueryTileRunner {
     for (std::int64_t r = 0; r < rows; ++r) {
       const float l = w.row_sum[r];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      const std::int64_t o = offset4(args_.out, b, row0 + r, h);
-      for (std::int64_t d = 0; d < D; ++d) store(args_.out, o + d, w.acc[r * D + d] * inv);
+      const std::int64_t o = offset_blh(args_.out, b, row0 + r, h);
+      for (std::int64_t d = 0; d < D; ++d) store_element(args_.out, o + d, w.acc[r * D + d] * inv);
       if (args_.lse.defined()) {
         const float lse = l > 0.0f ? w.row_max[r] * p.scale + std::log(l) : kNegInf;
         args_.lse.ptr<float>()[(b * p.heads + h) * p.len_q + row0 + r] = lse;
@@ -126,10 +105,10 @@ class QueryTileRunner {
   void load_kv_tile(std::int64_t b, std::int64_t h_kv, std::int64_t col0, std::int64_t cols, Scratch& w) const {
     const std::int64_t D = plan_.head_dim, Bn = plan_.tile.n;
     for (std::int64_t c = 0; c < cols; ++c) {
-      const std::int64_t ko = offset4(args_.k, b, col0 + c, h_kv), vo = offset4(args_.v, b, col0 + c, h_kv);
+      const std::int64_t ko = offset_blh(args_.k, b, col0 + c, h_kv), vo = offset_blh(args_.v, b, col0 + c, h_kv);
       for (std::int64_t d = 0; d < D; ++d) {
-        w.k_t[d * Bn + c] = load(args_.k, ko + d);
-        w.v[c * D + d] = load(args_.v, vo + d);
+        w.k_t[d * Bn + c] = load_element(args_.k, ko + d);
+        w.v[c * D + d] = load_element(args_.v, vo + d);
       }
     }
   }

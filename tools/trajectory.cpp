@@ -1,0 +1,39 @@
+#include "trajectory.hpp"
+
+#include "common.hpp"
+
+namespace liteattn::cli {
+
+Trajectory::Trajectory(Device device, DType dtype, const WorkloadConfig& config, const Options& o)
+    : workload_(config),
+      q_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),
+      k_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),
+      v_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),
+      out_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),
+      dense_out_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),
+      hq_(std::size_t(q_.numel())), hk_(hq_.size()), hv_(hq_.size()) {
+  const bool on_gpu = device.kind == DeviceKind::cuda;
+  args = make_args(q_, k_, v_, out_);
+  args.cpu_threads = int(o.integer("threads", 0, 0, 1024));
+  if (o.has("tile")) {
+    if (on_gpu) throw UsageError("--tile: only the CPU backend takes a tile shape (the kernel's is fixed)");
+    const int t = int(o.integer("tile", 64, 1, 4096));
+    args.cpu_tile = TileShape{t, t};
+  } else if (!on_gpu && config.tokens() < 4096) {
+    // The reduced CPU workload has 960 tokens: 64-token tiles keep the tile grid (15 x 15) fine
+    // enough to show the video's locality, as 128-token tiles do on the full-size shapes.
+    args.cpu_tile = TileShape{64, 64};
+  }
+  dense = make_args(q_, k_, v_, dense_out_);
+  dense.skip.enabled = false;
+  dense.cpu_threads = args.cpu_threads;
+}
+
+void Trajectory::load_step(int step) {
+  workload_.generate(step, hq_.data(), hk_.data(), hv_.data());
+  q_.upload(hq_);
+  k_.upload(hk_);
+  v_.upload(hv_);
+}
+
+}  // namespace liteattn::cli
