@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}" CCACHE_NOHASHDIR=1
 ctest --test-dir build --output-on-failure --timeout 900
 build/tools/liteattn verify --cases 8
 if [ -f pyproject.toml ] && [ -d tests/python ]; then
