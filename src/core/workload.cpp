@@ -4,6 +4,7 @@
 #include <numbers>
 #include <string>
 
+#include "core/parallel.hpp"
 #include "liteattn/error.hpp"
 
 namespace liteattn {
@@ -133,7 +134,9 @@ void VideoWorkload::generate(int step, float* q, float* k, float* v) const {
   const float noise_entry = std::sqrt(kNoiseNats) / std::pow(float(noise_dims), 0.25f);
   const float centre_f = 0.5f * (c.frames - 1), centre_r = 0.5f * (c.height - 1), centre_w = 0.5f * (c.width - 1);
 
-  for (std::int64_t token = 0; token < c.tokens(); ++token) {
+  // Tokens are independent and every value is a pure function of its indices, so the result
+  // does not depend on the thread count.
+  parallel_for(c.tokens(), 0, [&](int, std::int64_t token) {
     const int f = int(token / (c.height * c.width)), r = int(token / c.width % c.height), w = int(token % c.width);
     // Centred coordinates keep |y|^2 small, which matters once k is rounded to bf16.
     const float pos[3] = {(f - centre_f) * kFrameStep, r - centre_r, float(w - centre_w)};
@@ -172,7 +175,7 @@ void VideoWorkload::generate(int step, float* q, float* k, float* v) const {
       // Values: fixed per token, so every key carries its own content.
       for (int i = 0; i < D; ++i) vo[i] = normal(head_seed, kValue, base + std::uint64_t(i));
     }
-  }
+  });
 }
 
 }  // namespace liteattn

@@ -13,7 +13,7 @@
 #include "core/backends.hpp"
 #include "core/element_io.hpp"
 #include "core/skip_policy.hpp"
-#include "cpu/parallel.hpp"
+#include "core/parallel.hpp"
 
 namespace liteattn {
 namespace {
@@ -181,10 +181,10 @@ void run_cpu(const AttentionArgs& args, const CallPlan& plan) {
   }
   const QueryTileRunner runner(args, plan);
   const std::int64_t work_items = plan.batch * plan.heads * plan.q_tiles;
-  const int workers = cpu::worker_count(args.cpu_threads, work_items);
+  const int workers = worker_count(args.cpu_threads, work_items);
   std::vector<Scratch> scratch;  // one per worker
   for (int t = 0; t < workers; ++t) scratch.emplace_back(plan.tile.m, plan.tile.n, plan.head_dim);
-  cpu::parallel_for(work_items, workers, [&](int worker, std::int64_t work) { runner.run(work, scratch[worker]); });
+  parallel_for(work_items, workers, [&](int worker, std::int64_t work) { runner.run(work, scratch[worker]); });
 }
 
 }  // namespace liteattn

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace liteattn::cpu {
+namespace liteattn {
 
 inline int worker_count(int requested, std::int64_t count) {
   int threads = requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -43,4 +43,4 @@ void parallel_for(std::int64_t count, int threads, Body body) {
   if (failure) std::rethrow_exception(failure);
 }
 
-}  // namespace liteattn::cpu
+}  // namespace liteattn
