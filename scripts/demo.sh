@@ -4,5 +4,10 @@
 # `liteattn demo` (see `build/tools/liteattn --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh >/dev/null
+echo "building liteattn (the first build compiles the sm_90a kernel: several minutes; log in build-demo.log)..."
+if ! scripts/build.sh > build-demo.log 2>&1; then
+  tail -30 build-demo.log
+  echo "demo: the build failed (full log: build-demo.log)" >&2
+  exit 1
+fi
 exec build/tools/liteattn demo --out build/demo.json --png build/demo.png "$@"
