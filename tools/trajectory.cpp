@@ -27,6 +27,7 @@ Trajectory::Trajectory(Device device, DType dtype, const WorkloadConfig& config,
   dense = make_args(q_, k_, v_, dense_out_);
   dense.skip.enabled = false;
   dense.cpu_threads = args.cpu_threads;
+  dense.cpu_tile = args.cpu_tile;  // same accumulation order: at 0% sparsity the outputs agree bit for bit
 }
 
 void Trajectory::load_step(int step) {

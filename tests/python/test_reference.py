@@ -98,7 +98,7 @@ def test_equals_cli_demo_on_same_seed(tmp_path):
     for record in demo["steps"]:
         q, k, v = wl.generate(record["step"])
         o = attn(q, k, v)
-        dense = la.attention(q, k, v)  # the CLI's dense call: same backend, default tiles
+        dense = la.attention(q, k, v, cpu_tile=(tile, tile))  # the CLI's dense call: same tiles
         st = attn.stats
         assert st.sparsity == pytest.approx(record["sparsity"], abs=1e-5)
         np.testing.assert_allclose(st.head_sparsity, record["head_sparsity"], atol=1e-5)
