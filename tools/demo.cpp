@@ -60,17 +60,14 @@ void write_json(const std::string& path, const std::string& backend, const std::
 
 int run_demo(const std::vector<std::string>& raw) {
   const Options o(raw,
-                  {"backend", "threshold", "schedule", "steps", "preset", "seed", "out", "png", "png-head", "criterion",
-                   "order", "warmup", "dtype", "threads", "tile"},
+                  with_workload_options({"backend", "threshold", "schedule", "out", "png", "png-head", "criterion", "order",
+                                         "warmup", "dtype", "threads", "tile"}),
                   {});
   if (o.has("threshold") && o.has("schedule")) throw UsageError("--schedule: give either --threshold or --schedule");
   const Device device = pick_device(o.choice("backend", "auto", {"auto", "cpu", "cuda"}));
   const bool on_gpu = device.kind == DeviceKind::cuda;
 
-  WorkloadConfig w = workload_preset(o.choice("preset", on_gpu ? "wan13b-480p" : "default",
-                                              {"default", "wan13b-480p", "wan14b-480p", "wan14b-720p"}));
-  w.steps = int(o.integer("steps", on_gpu ? 20 : 20, 1, 1000));
-  w.seed = std::uint64_t(o.integer("seed", 0, 0, std::int64_t(1) << 62));
+  const WorkloadConfig w = workload_from_options(o, on_gpu, 20);
   const int warmup = int(o.integer("warmup", 0, 0, w.steps));
   const double threshold = o.number("threshold", -6.0);
   if (threshold > 0) throw UsageError("--threshold: expected a number <= 0 (log2 units), got " + o.text("threshold", ""));

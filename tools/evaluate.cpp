@@ -123,21 +123,13 @@ struct Config {
 
 int run_evaluate(const std::vector<std::string>& raw) {
   const Options o(raw,
-                  {"backend", "preset", "frames", "height", "width", "heads", "head-dim", "steps", "seed", "thresholds",
-                   "criteria", "orders", "schedules", "dtype", "threads", "tile", "out", "md"},
+                  with_workload_options({"backend", "thresholds", "criteria", "orders", "schedules", "dtype", "threads",
+                                         "tile", "out", "md"}),
                   {});
   const Device device = pick_device(o.choice("backend", "auto", {"auto", "cpu", "cuda"}));
   const bool on_gpu = device.kind == DeviceKind::cuda;
 
-  WorkloadConfig w = workload_preset(o.choice("preset", on_gpu ? "wan13b-480p" : "default",
-                                              {"default", "wan13b-480p", "wan14b-480p", "wan14b-720p"}));
-  w.frames = int(o.integer("frames", w.frames, 1, 1 << 16));
-  w.height = int(o.integer("height", w.height, 1, 1 << 16));
-  w.width = int(o.integer("width", w.width, 1, 1 << 16));
-  w.heads = int(o.integer("heads", w.heads, 1, 1024));
-  w.head_dim = int(o.integer("head-dim", w.head_dim, 16, 256));
-  w.steps = int(o.integer("steps", w.steps, 1, 1000));
-  w.seed = std::uint64_t(o.integer("seed", 0, 0, std::int64_t(1) << 62));
+  const WorkloadConfig w = workload_from_options(o, on_gpu, 0);
   const DType dtype = pick_dtype(o, DType::bf16);
 
   std::vector<double> thresholds;

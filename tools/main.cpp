@@ -17,6 +17,7 @@ commands:
           dense reference at every step; print sparsity, error and time per step
           [--backend auto|cpu|cuda] [--threshold T | --schedule FILE] [--steps N]
           [--preset default|wan13b-480p|wan14b-480p|wan14b-720p] [--seed S] [--warmup N]
+          [--frames F] [--height H] [--width W] [--heads N] [--head-dim D] (override the preset)
           [--criterion running|previous] [--order descending|alternate|diagonal_first]
           [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--png FILE.png]
           [--png-head H]

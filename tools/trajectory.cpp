@@ -4,6 +4,19 @@
 
 namespace liteattn::cli {
 
+WorkloadConfig workload_from_options(const Options& o, bool on_gpu, int default_steps) {
+  WorkloadConfig w = workload_preset(o.choice("preset", on_gpu ? "wan13b-480p" : "default",
+                                              {"default", "wan13b-480p", "wan14b-480p", "wan14b-720p"}));
+  w.frames = int(o.integer("frames", w.frames, 1, 1 << 16));
+  w.height = int(o.integer("height", w.height, 1, 1 << 16));
+  w.width = int(o.integer("width", w.width, 1, 1 << 16));
+  w.heads = int(o.integer("heads", w.heads, 1, 1024));
+  w.head_dim = int(o.integer("head-dim", w.head_dim, 16, 256));
+  w.steps = int(o.integer("steps", default_steps > 0 ? default_steps : w.steps, 1, 1000));
+  w.seed = std::uint64_t(o.integer("seed", 0, 0, std::int64_t(1) << 62));
+  return w;
+}
+
 Trajectory::Trajectory(Device device, DType dtype, const WorkloadConfig& config, const Options& o)
     : workload_(config),
       q_(device, dtype, {1, config.tokens(), config.heads, config.head_dim}),

@@ -2,12 +2,26 @@
 // argument pair (LiteAttention call, dense reference call) over them.
 #pragma once
 
+#include <set>
+#include <string>
 #include <vector>
 
 #include "cli_args.hpp"
 #include "device_tensor.hpp"
 
 namespace liteattn::cli {
+
+// The workload options every trajectory command takes: --preset (default: the reduced shape on
+// the CPU, Wan2.1-1.3B 480p on a GPU), --frames/--height/--width/--heads/--head-dim overrides,
+// --steps (default `default_steps`, or the preset's when 0) and --seed.
+inline const std::vector<std::string> kWorkloadOptions = {"preset", "frames", "height", "width",
+                                                          "heads", "head-dim", "steps", "seed"};
+WorkloadConfig workload_from_options(const Options& o, bool on_gpu, int default_steps);
+
+inline std::set<std::string> with_workload_options(std::set<std::string> names) {
+  names.insert(kWorkloadOptions.begin(), kWorkloadOptions.end());
+  return names;
+}
 
 class Trajectory {
  public:
