@@ -14,6 +14,9 @@ void reset_state_cpu(const SkipStateView& view);
 #if defined(LITEATTN_WITH_CUDA)
 // src/sm90: the Hopper kernel (sm_90a). Throws UnsupportedError for head dims / dtypes it lacks.
 void run_sm90(const AttentionArgs& args, const CallPlan& plan);
+// What only the Hopper kernel requires (TMA alignment, sequence limits); validate() calls it for
+// CUDA tensors, before any state is prepared, so a rejected call changes nothing.
+void check_sm90_args(const AttentionArgs& args);
 // src/cuda: state initialisation and the few runtime calls the core needs (src/cuda/runtime.cpp).
 void reset_state_cuda(const SkipStateView& view, void* stream);
 int cuda_device_count();                 // 0 when no driver or no device

@@ -5,6 +5,7 @@
 
 #include "liteattn/attention.hpp"
 #include "liteattn/error.hpp"
+#include "backends.hpp"
 #include "plan.hpp"
 #include "sm90/tile_config.hpp"
 
@@ -83,6 +84,9 @@ void validate_without_state(const AttentionArgs& args) {
   if (q.device.kind == DeviceKind::cuda) {
     require(q.dtype != DType::f32, "q", "expected bfloat16 or float16 on CUDA, got float32", ArgumentError::Kind::type);
     require(sm90::supports_head_dim(D), "q", "expected head_dim 64 or 128 on CUDA, got " + std::to_string(D));
+#if defined(LITEATTN_WITH_CUDA)
+    check_sm90_args(args);
+#endif
   } else {
     require(D <= 512, "q", "expected head_dim <= 512, got " + std::to_string(D));
   }
