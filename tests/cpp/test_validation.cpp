@@ -248,3 +248,42 @@ TEST(Validation, ParsersNameTheirArgument) {
 }
 
 }  // namespace
+
+#if defined(LITEATTN_WITH_CUDA)
+// The Hopper kernel's own rules (TMA alignment, strides) are part of validate(), so they reject a
+// call before any state is prepared. validate() reads only the views' metadata and pointer
+// values, so CUDA views over fake addresses test it without a GPU.
+TEST(Validation, HopperRulesRunInsideValidate) {
+  auto view = [](std::uintptr_t address, std::int64_t L) {
+    liteattn::TensorView t = liteattn::TensorView::contiguous(reinterpret_cast<void*>(address), liteattn::DType::bf16,
+                                                              liteattn::Device{liteattn::DeviceKind::cuda, 0}, {1, L, 2, 64});
+    return t;
+  };
+  liteattn::AttentionArgs a;
+  a.q = view(0x10000, 300);
+  a.k = view(0x20000, 300);
+  a.v = view(0x30000, 300);
+  a.out = view(0x40000, 300);
+  a.skip.enabled = false;
+  EXPECT_NO_THROW(liteattn::validate(a));
+
+  auto expect_error = [](const liteattn::AttentionArgs& args, const char* argument) {
+    try {
+      liteattn::validate(args);
+      ADD_FAILURE() << "expected an error naming " << argument;
+    } catch (const liteattn::ArgumentError& e) {
+      EXPECT_EQ(e.argument(), argument) << e.what();
+    }
+  };
+  liteattn::AttentionArgs misaligned = a;
+  misaligned.q.data = reinterpret_cast<void*>(0x10002);
+  expect_error(misaligned, "q");
+  liteattn::AttentionArgs odd_stride = a;
+  odd_stride.k.stride[1] = 132;  // 264 bytes: not a multiple of 16
+  odd_stride.k.stride[0] = 132 * 300;
+  expect_error(odd_stride, "k");
+  liteattn::AttentionArgs odd_out = a;
+  odd_out.out.data = reinterpret_cast<void*>(0x40002);
+  expect_error(odd_out, "out");
+}
+#endif
