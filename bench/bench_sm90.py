@@ -64,7 +64,7 @@ def environment():
     name, _, driver = smi.partition(", ")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rev = run(["git", "-C", root, "rev-parse", "--short", "HEAD"])
-    if rev == "unknown":  # a copy of the tree without .git (e.g. a lent GPU machine)
+    if rev == "unknown":  # a copy of the tree without .git (e.g. a copy sent to a GPU machine)
         rev = os.environ.get("LITEATTN_GIT_REV", "unknown")
     dirty = run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
     if rev != "unknown" and dirty not in ("", "unknown"):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `liteattn evaluate` on a lent GPU machine (issue 6): builds the CLI with the sm90 backend and
+# `liteattn evaluate` on a GPU machine (issue 6): builds the CLI with the sm90 backend and
 # runs the criterion x order x threshold sweep on the Wan2.1-1.3B-like shape (21 x 30 x 52 =
 # 32760 tokens, 12 heads, head dim 128, bf16). Results go to $OUT.
 #   bench/gpu_evaluate.sh [build|run|all]

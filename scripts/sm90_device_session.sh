@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Developer helper for a lent GPU machine (see /work/.library/device): installs the carried
-# CUTLASS wheel and GoogleTest .deb from .whl/, runs scripts/gpu_check.sh, dumps the SASS of the
+# Developer helper for a GPU machine without package access: installs the CUTLASS wheel and the
+# GoogleTest .deb from .whl/, runs scripts/gpu_check.sh, dumps the SASS of the
 # bf16/hd128 kernel, runs bench/bench_sm90.py, and optionally builds and benchmarks a variant
 # (VARIANT_FLAGS, e.g. -DLITEATTN_SM90_HD128_BLOCK_N=128). Results go to $OUT.
 set -uo pipefail
