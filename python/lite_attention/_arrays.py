@@ -165,7 +165,10 @@ class TorchLib(ArrayLib):
         return self.torch.utils.dlpack.to_dlpack(x)
 
     def to_numpy(self, x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype == self.torch.bfloat16:  # NumPy has no bfloat16: widen exactly to float32
+            x = x.float()
+        return x.numpy()
 
     def copy(self, x):
         return x.clone()

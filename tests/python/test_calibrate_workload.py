@@ -66,3 +66,15 @@ def test_calibrate_accepts_callables_and_lists():
 def test_relative_l1():
     a = np.ones((1, 4, 1, 2), np.float32)
     assert la.relative_l1(a * 1.1, a) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_calibrate_on_bfloat16_torch_tensors():
+    """bf16 torch tensors calibrate like the same values in float32 (NumPy has no bfloat16:
+    outputs are widened exactly before the error is measured)."""
+    torch = pytest.importorskip("torch")
+    w = small_workload(steps=3)
+    traj = [tuple(torch.from_numpy(x).bfloat16() for x in w.generate(s)) for s in range(3)]
+    result = la.calibrate(traj, budget=0.05, cpu_tile=(16, 16), candidates=[-2, -6, -20])
+    assert len(result.schedule.thresholds) == 3
+    assert set(result.schedule.thresholds) <= {-2.0, -6.0, -20.0}
+    assert la.relative_l1(traj[0][0], traj[0][0].float()) == 0.0
