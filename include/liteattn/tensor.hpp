@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <initializer_list>
 #include <cstdint>
 
 #include "liteattn/types.hpp"
