@@ -65,6 +65,17 @@ class ArrayLib:
         raise NotImplementedError
 
 
+def _numpy_dtype_name(d):
+    """The binding's dtype name of a NumPy dtype, or None when unsupported."""
+    if d == np.float32:
+        return F32
+    if d == np.float16:
+        return F16
+    if d.name == "bfloat16":  # ml_dtypes.bfloat16 exports as DLPack bfloat16
+        return BF16
+    return None
+
+
 class NumpyLib(ArrayLib):
     name = "numpy"
 
@@ -72,14 +83,7 @@ class NumpyLib(ArrayLib):
         return isinstance(x, np.ndarray)
 
     def dtype_name(self, x):
-        d = x.dtype
-        if d == np.float32:
-            return F32
-        if d == np.float16:
-            return F16
-        if d.name == "bfloat16":  # ml_dtypes.bfloat16 exports as DLPack bfloat16
-            return BF16
-        return None
+        return _numpy_dtype_name(x.dtype)
 
     def device(self, x):
         return ("cpu", 0)
@@ -192,12 +196,7 @@ class CupyLib(ArrayLib):
         return isinstance(x, self.cp.ndarray)
 
     def dtype_name(self, x):
-        d = x.dtype
-        if d == np.float32:
-            return F32
-        if d == np.float16:
-            return F16
-        return None
+        return _numpy_dtype_name(x.dtype)  # CuPy uses NumPy's dtypes
 
     def device(self, x):
         return ("cuda", int(x.device.id))
