@@ -172,6 +172,15 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
+// max that returns NaN when either input is NaN (PTX max.NaN, one FMNMX like fmaxf). fmaxf drops
+// NaN; with this a NaN score makes the tile's and then the row's running max NaN, as in the CPU
+// reference, so the row votes keep for the rest of the call (method.md section 3).
+__device__ __forceinline__ float max_nan(float a, float b) {
+  float y;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(y) : "f"(a), "f"(b));
+  return y;
+}
+
 template <class Element>
 __device__ __forceinline__ uint32_t pack2(float a, float b);
 
@@ -472,18 +481,21 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         float tile_max = neg_inf();
         CUTLASS_PRAGMA_UNROLL
         for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
-          tile_max = fmaxf(tile_max, fmaxf(tSrS(nb * 4 + 2 * r), tSrS(nb * 4 + 2 * r + 1)));
+          tile_max = max_nan(tile_max, max_nan(tSrS(nb * 4 + 2 * r), tSrS(nb * 4 + 2 * r + 1)));
         }
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
         if (skipping && row_valid[r]) {  // dense calls skip the vote entirely
           const float reference = running_ref[r] ? row_max[r] : stored_max[r];
           vote |= row_votes_keep(tile_max, reference, scale_log2, threshold);
         }
-        const float new_max = fmaxf(row_max[r], tile_max);
-        scale_o[r] = fast_exp2((row_max[r] - new_max) * scale_log2);
+        const float new_max = max_nan(row_max[r], tile_max);
+        // A row that has seen only -inf scores so far has nothing to accumulate: its weights
+        // must be exp2(-inf) = 0 and its O scale 1, not exp2(-inf + inf) = NaN.
+        const bool nothing_yet = new_max == neg_inf();
+        scale_o[r] = nothing_yet ? 1.f : fast_exp2((row_max[r] - new_max) * scale_log2);
         row_max[r] = new_max;
-        const float offset = new_max * scale_log2;
+        const float offset = nothing_yet ? 0.f : new_max * scale_log2;
         float sum = 0.f;
         CUTLASS_PRAGMA_UNROLL
         for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
@@ -495,9 +507,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           }
         }
         row_sum[r] = row_sum[r] * scale_o[r] + sum;
-        // fmaxf drops NaN from the tile max, but a NaN score makes the row sum NaN: such a row
-        // votes keep (method.md section 3), at the cost of one compare per row and tile.
-        if (skipping && row_valid[r] && sum != sum) vote = true;
       }
       if (skipping) {
         // One shared atomic per warp: the tile is kept when any valid row of the tile votes keep.

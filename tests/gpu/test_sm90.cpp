@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <sstream>
@@ -95,13 +96,16 @@ struct Config {
   double locality = 0.0;
   std::vector<TokenRange> must_do, must_skip, dense_queries;
   std::uint64_t seed = 1;
+  // Applied to the random inputs last (non-finite values); empty = none.
+  std::function<void(Problem&)> corrupt;
 
   std::string describe() const {
     std::ostringstream s;
     s << "config " << id << ": B=" << B << " Lq=" << Lq << " Lk=" << Lk << " H=" << H << " Hkv=" << Hkv << " D=" << D
       << " " << liteattn::to_string(dtype) << " layout=" << int(layout) << " thr=" << threshold
       << " crit=" << liteattn::to_string(criterion) << " order=" << liteattn::to_string(order) << " a=" << locality
-      << " must_do=" << must_do.size() << " must_skip=" << must_skip.size() << " dense_q=" << dense_queries.size();
+      << " must_do=" << must_do.size() << " must_skip=" << must_skip.size() << " dense_q=" << dense_queries.size()
+      << (corrupt ? " non-finite inputs" : "");
     return s.str();
   }
 };
@@ -113,6 +117,34 @@ Order order_for_call(VisitOrder order, std::uint32_t visits) {
     case VisitOrder::diagonal_first: return Order::diagonal;
   }
   return Order::descending;
+}
+
+// Out against the fp64 reference. A row that is NaN in the reference (NaN inputs) must be NaN in
+// the kernel's output too and stays out of the norm; the other rows give the rel L2 error.
+struct OutCheck {
+  i64 nan_rows_differ = 0;
+  double rel_l2 = 0.0;
+};
+OutCheck check_out(const HostTensor& out, const Reference& ref) {
+  OutCheck c;
+  std::vector<double> got, want;
+  for (i64 b = 0; b < ref.B; ++b)
+    for (i64 l = 0; l < ref.Lq; ++l)
+      for (i64 h = 0; h < ref.H; ++h) {
+        bool ref_nan = false, out_nan = false;
+        for (i64 d = 0; d < ref.D; ++d) {
+          ref_nan |= std::isnan(ref.out_at(b, l, h, d));
+          out_nan |= std::isnan(out.get(b, l, h, d));
+        }
+        c.nan_rows_differ += ref_nan != out_nan;
+        if (ref_nan || out_nan) continue;
+        for (i64 d = 0; d < ref.D; ++d) {
+          got.push_back(out.get(b, l, h, d));
+          want.push_back(ref.out_at(b, l, h, d));
+        }
+      }
+  c.rel_l2 = rel_l2(got, want);
+  return c;
 }
 
 // lse must be within 1e-3 of the fp64 reference, plus the rounding that fp32 accumulation of
@@ -140,6 +172,7 @@ LseCheck check_lse(const std::vector<float>& lse, const Reference& ref, const Pr
         const std::size_t i = std::size_t((b * p.H + h) * p.Lq + l);
         const double a = lse[i], r = ref.lse[i];
         if (std::isinf(a) && std::isinf(r) && (a < 0) == (r < 0)) continue;
+        if (std::isnan(a) && std::isnan(r)) continue;  // NaN inputs: NaN in both
         const double e = std::abs(a - r);
         if (!(e <= tolerance)) {
           ++c.violations;
@@ -190,6 +223,7 @@ std::vector<std::string> run_config(const Config& cfg) {
     const double cap = centre >= 1.0 ? 1e4 / (std::pow(double(cfg.D), 0.25) * centre * centre) : cfg.locality;
     p.add_locality(std::min(cfg.locality, cap));
   }
+  if (cfg.corrupt) cfg.corrupt(p);
   const liteattn::TileShape tile = liteattn::tile_shape(liteattn::Backend::sm90, cfg.D, cfg.dtype);
   const double scale = default_scale(cfg.D);
   const MaskGeometry g(cfg.B, cfg.H, cfg.Lq, cfg.Lk, tile);
@@ -291,8 +325,10 @@ std::vector<std::string> run_config(const Config& cfg) {
 
     // Output and lse against dense fp64 attention over the visited tiles.
     const Reference ref = reference_attention(p, scale, tile, visited_tiles(expected, g));
-    const double out_err = rel_l2_out(p.out, ref);
-    if (!(out_err <= kOutTolerance)) fail(at + "out rel L2 " + std::to_string(out_err));
+    const OutCheck out_check = check_out(p.out, ref);
+    if (!(out_check.rel_l2 <= kOutTolerance)) fail(at + "out rel L2 " + std::to_string(out_check.rel_l2));
+    if (out_check.nan_rows_differ != 0)
+      fail(at + std::to_string(out_check.nan_rows_differ) + " output rows are NaN on one side only (kernel vs fp64)");
     const LseCheck lse_check = check_lse(lse, ref, p, scale);
     if (lse_check.violations != 0)
       fail(at + std::to_string(lse_check.violations) + " lse values off; worst abs error " + std::to_string(lse_check.worst) +
@@ -323,6 +359,12 @@ std::vector<std::string> run_config(const Config& cfg) {
         if (a != c && !expected.uncertain[std::size_t(row * g.nk + j)]) ++gpu_vs_cpu;
       }
     if (gpu_vs_cpu != 0) fail(at + std::to_string(gpu_vs_cpu) + " written-mask bits differ from the CPU reference");
+    // The `previous` criterion's stored maxima: NaN (a row that saw a NaN score) on both or neither.
+    const auto gpu_max = gstate.row_max(), cpu_max = cstate.row_max();
+    i64 max_nan_differ = 0;
+    for (std::size_t r = 0; r < std::min(gpu_max.size(), cpu_max.size()); ++r)
+      max_nan_differ += std::isnan(gpu_max[r]) != std::isnan(cpu_max[r]);
+    if (max_nan_differ != 0) fail(at + std::to_string(max_nan_differ) + " stored row maxima are NaN on one side only");
     if (cpu_bad != 0) fail(at + "(CPU reference itself differs from the fp64 votes in " + std::to_string(cpu_bad) + " bits)");
     if (!failures.empty()) return failures;
   }
@@ -503,6 +545,42 @@ TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
   const auto mask = state.read_mask();
   for (auto w : mask) ASSERT_EQ(w, 0u);
   EXPECT_EQ(state.stats().computed(), 0);
+}
+
+// Non-finite scores (method.md section 3). A NaN score makes its row's running max NaN for the
+// rest of the call, so every later tile of that row votes keep and the `previous` criterion stores
+// NaN; a key tile whose scores are all -inf adds nothing, also when a row visits it first (the
+// alternate order's ascending calls visit must_do tile 0 first). Output, lse, written masks and
+// stored maxima must follow the fp64 and CPU references over consecutive calls.
+TEST(Sm90, NonFiniteScoresFollowTheReferences) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  auto corrupt = [=](Problem& p) {
+    p.k.set(0, 130, 0, 5, nan);  // head 0: NaN scores in key tile 1 for every row
+    // Head 1: every query has dim 2 > 0 and every key of tile 0 has dim 2 = -inf: scores -inf.
+    for (i64 l = 0; l < p.Lq; ++l) p.q.set(0, l, 1, 2, std::abs(p.q.get(0, l, 1, 2)) + 0.25f);
+    for (i64 l = 0; l < 128; ++l) p.k.set(0, l, 1, 2, -inf);
+    p.q.set(0, 200, 1, 9, nan);  // head 1: one query row with NaN scores everywhere
+  };
+  int id = 2000;
+  for (Criterion criterion : {Criterion::running, Criterion::previous})
+    for (VisitOrder order : {VisitOrder::descending, VisitOrder::alternate, VisitOrder::diagonal_first}) {
+      Config c;
+      c.id = id++;
+      c.Lq = 300;
+      c.Lk = 600;
+      c.H = 2;
+      c.Hkv = 2;
+      c.threshold = -3.0f;
+      c.locality = 0.2;
+      c.criterion = criterion;
+      c.order = order;
+      c.must_do = {{0, 128}};
+      c.steps = 3;
+      c.seed = 5;
+      c.corrupt = corrupt;
+      for (const auto& f : run_config(c)) ADD_FAILURE() << f;
+    }
 }
 
 TEST(Sm90, Deterministic) {
