@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Hopper kernel benchmark (issue 5): the project's dense, detection-on and sparse calls
 (bench/sm90/bench_sm90.cu, through the public C++ API) against PyTorch's cuDNN SDPA on the same
-shapes, in the same run, on the same card. Writes bench/results/sm90_<date>_<rev>.json and, where
-matplotlib is installed, a PNG of time against sparsity with the ideal line and cuDNN's time.
+shapes, in the same run, on the same card. Sparse calls come in two series: "sparse" reads random
+masks, "workload_sparse" reads masks the kernel wrote on the synthetic video workload (a
+mid-trajectory step, thresholds searched for the target sparsities; its limits use the dense time
+on the workload inputs, "workload.dense_ms"). Writes bench/results/sm90_<date>_<rev>.json and,
+where matplotlib is installed, a PNG of time against sparsity with both series, the ideal line
+and cuDNN's time.
 
 usage: python3 bench/bench_sm90.py --bench build/bench/sm90/liteattn_bench_sm90 [--repeats 7]
-       [--shapes "1,32760,40;1,32760,12;1,75600,40;1,8192,40"] [--out bench/results]
+       [--shapes "1,32760,40;1,32760,12;1,75600,40;1,8192,40"] [--out bench/results] [--no-workload]
 TFLOP/s = 4*B*H*L*L*D / time (forward, non-causal).
 """
 import argparse
@@ -89,7 +93,11 @@ def plot(result, path):
     for ax, s in zip(axes[0], shapes):
         xs = [0.0] + [p["sparsity"] for p in s["sparse"]]
         ys = [s["detect_ms"]] + [p["ms"] for p in s["sparse"]]
-        ax.plot(xs, ys, "o-", label="liteattn (skipping)")
+        ax.plot(xs, ys, "o-", label="liteattn, random masks")
+        workload = s.get("workload_sparse")
+        if workload:
+            ax.plot([p["sparsity"] for p in workload], [p["ms"] for p in workload], "s-", color="tab:orange",
+                    label=f"liteattn, workload masks (step {s['workload']['step']})")
         ax.plot([0, 1], [s["dense_ms"], 0], "k--", label="ideal (1-s) x dense")
         ax.axhline(s["dense_ms"], color="g", lw=1, label="liteattn dense")
         if s.get("cudnn_ms"):
@@ -107,6 +115,44 @@ def plot(result, path):
     return True
 
 
+def postprocess(result, cudnn):
+    """Adds cuDNN's times (keyed by (B, L, H)) and each sparse point's meets_target to the C++ JSON."""
+    for s in result["shapes"]:
+        ms = cudnn.get((s["B"], s["L"], s["H"]))
+        s["cudnn_ms"] = ms
+        s["cudnn_tflops"] = s["flops"] / ms * 1e-9 if ms else None
+        s["dense_vs_cudnn"] = ms / s["dense_ms"] if ms else None
+        for p in s["sparse"] + s.get("workload_sparse", []):
+            p["meets_target"] = p["ms"] <= p["limit_ms"]
+    return result
+
+
+def sparse_cells(points):
+    """'s->ms(limit)TF/s' per point, '*' where the time misses the limit."""
+    return "  ".join(f"{p['sparsity']:.2f}->{p['ms']:.2f}({p['limit_ms']:.2f}){p['tflops_on_computed']:.0f}"
+                     f"{'' if p['meets_target'] else '*'}" for p in points)
+
+
+def print_table(result):
+    env = result["env"]
+    print(f"card: {env['card']}  driver: {env['driver']}  rev: {env['git_rev']}  torch {env['torch']} cudnn {env['cudnn']}")
+    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8} {'enq us':>7}"
+          "  sparse: s -> ms (limit) TF/s-on-computed, * = over the limit")
+    for s in result["shapes"]:
+        ct = f"{s['cudnn_tflops']:.0f}" if s["cudnn_tflops"] else "-"
+        xr = f"{s['dense_vs_cudnn']:.3f}" if s["dense_vs_cudnn"] else "-"
+        shape = f"{s['B']},{s['L']},{s['H']}"
+        row = (f"{shape:>16} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f}"
+               f" {s.get('host_enqueue_us', float('nan')):>7.1f}")
+        print(f"{row}  random:     {sparse_cells(s['sparse'])}")
+        if s.get("workload_sparse"):
+            # Second line: the workload's grid and step under the numbers, then its series and thresholds.
+            w = s["workload"]
+            grid = f"workload {w['frames']}x{w['height']}x{w['width']}, step {w['step']}/{w['steps']}, dense {w['dense_tflops']:.0f} TF/s"
+            print(f"{grid:>{len(row)}}  workload:   {sparse_cells(s['workload_sparse'])}")
+            print(f"{'':>{len(row)}}  thresholds: " + "  ".join(f"{p['target']:.2f}:{p['threshold']:.3g}" for p in s["workload_sparse"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True, help="path of liteattn_bench_sm90")
@@ -115,24 +161,19 @@ def main():
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--no-cudnn", action="store_true")
+    ap.add_argument("--no-workload", action="store_true", help="skip the workload-mask series (saves host generation time)")
     args = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
 
-    proc = subprocess.run([args.bench, "--shapes", args.shapes, "--dim", str(args.dim), "--repeats", str(args.repeats)],
+    proc = subprocess.run([args.bench, "--shapes", args.shapes, "--dim", str(args.dim), "--repeats", str(args.repeats),
+                           "--workload", "0" if args.no_workload else "1"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr, file=sys.stderr)
         sys.exit(f"{args.bench} failed with exit code {proc.returncode}")
-    result = json.loads(proc.stdout)
+    print(proc.stderr, end="", file=sys.stderr)  # host overheads, workload generation and threshold search
+    result = postprocess(json.loads(proc.stdout), {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats))
     result["env"] = environment()
-    cudnn = {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats)
-    for s in result["shapes"]:
-        ms = cudnn.get((s["B"], s["L"], s["H"]))
-        s["cudnn_ms"] = ms
-        s["cudnn_tflops"] = s["flops"] / ms * 1e-9 if ms else None
-        s["dense_vs_cudnn"] = ms / s["dense_ms"] if ms else None
-        for p in s["sparse"]:
-            p["meets_target"] = p["ms"] <= p["limit_ms"]
 
     os.makedirs(args.out, exist_ok=True)
     stamp = result["env"]["date"][:10]
@@ -141,14 +182,7 @@ def main():
         json.dump(result, f, indent=1)
     plotted = plot(result, base + ".png")
 
-    env = result["env"]
-    print(f"card: {env['card']}  driver: {env['driver']}  rev: {env['git_rev']}  torch {env['torch']} cudnn {env['cudnn']}")
-    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8} {'enq us':>7}  sparse: s -> ms (limit) TF/s-on-computed")
-    for s in result["shapes"]:
-        sp = "  ".join(f"{p['sparsity']:.2f}->{p['ms']:.2f}({p['limit_ms']:.2f}){p['tflops_on_computed']:.0f}" for p in s["sparse"])
-        ct = f"{s['cudnn_tflops']:.0f}" if s["cudnn_tflops"] else "-"
-        xr = f"{s['dense_vs_cudnn']:.3f}" if s["dense_vs_cudnn"] else "-"
-        print(f"{s['B']},{s['L']},{s['H']:>3} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f} {s.get('host_enqueue_us', float('nan')):>7.1f}  {sp}")
+    print_table(result)
     print("wrote", base + ".json", "and .png" if plotted else "(no plot)")
 
 
