@@ -71,7 +71,7 @@ def _numpy_dtype_name(d):
         return F32
     if d == np.float16:
         return F16
-    if d.name == "bfloat16":  # ml_dtypes.bfloat16 exports as DLPack bfloat16
+    if d.name == "bfloat16":  # ml_dtypes.bfloat16 (exported as its uint16 bits: NumpyLib.export)
         return BF16
     return None
 
@@ -87,6 +87,13 @@ class NumpyLib(ArrayLib):
 
     def device(self, x):
         return ("cpu", 0)
+
+    def export(self, x):
+        # NumPy's DLPack export refuses ml_dtypes.bfloat16; the binding reads a uint16 view of
+        # the same memory as bfloat16 (genuine uint16 inputs were rejected by dtype_name).
+        if x.dtype.name == "bfloat16":
+            return x.view(np.uint16)
+        return x
 
     def strides(self, x):
         return tuple(s // x.itemsize for s in x.strides)

@@ -54,6 +54,9 @@ liteattn::DType to_dtype(nb::dlpack::dtype t, const char* name) {
     if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 32) return liteattn::DType::f32;
     if (t.code == uint8_t(nb::dlpack::dtype_code::Float) && t.bits == 16) return liteattn::DType::f16;
     if (t.code == uint8_t(nb::dlpack::dtype_code::Bfloat) && t.bits == 16) return liteattn::DType::bf16;
+    // NumPy cannot export ml_dtypes.bfloat16 through DLPack, so the Python layer passes such
+    // arrays as uint16 views of their bits (it rejects genuine uint16 inputs before this point).
+    if (t.code == uint8_t(nb::dlpack::dtype_code::UInt) && t.bits == 16) return liteattn::DType::bf16;
   }
   fail(name, "expected dtype bfloat16, float16 or float32, got " + dtype_name(t), ArgumentError::Kind::type);
 }

@@ -20,6 +20,8 @@ def call(*args, **kwargs):
     ((Q[0], Q, Q), ValueError, r"query: expected rank 4 \(batch, seq_len, heads, head_dim\), got shape \(64, 2, 32\)"),
     ((Q.astype(np.float64), Q, Q), TypeError, r"query: expected dtype bfloat16, float16 or float32, got float64"),
     ((Q.astype(np.int32), Q, Q), TypeError, r"query: expected dtype"),
+    # uint16 is how bfloat16 NumPy arrays reach the binding: a real uint16 input must not.
+    ((Q.astype(np.uint16), Q.astype(np.uint16), Q.astype(np.uint16)), TypeError, r"query: expected dtype.*got uint16"),
     ((Q, Q.astype(np.float16), Q), TypeError, r"key: expected dtype float32 \(as query\), got float16"),
     ((Q, Q[..., :16], Q[..., :16]), ValueError, r"key: expected shape \(B, Lk, Hkv, D\) with B = 1 and D = 32"),
     ((Q, Q, Q[:, :10]), ValueError, r"value: expected the shape of key"),
