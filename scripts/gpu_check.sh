@@ -76,7 +76,7 @@ if [ $PYTHON_TESTS = 1 ]; then
   cp -r "$ROOT/python/lite_attention" "$PYROOT/"
   find "$PYROOT" -name '_ext*.so' -delete
   cp "$(find "$BUILD/python" -name '_ext*.so' | head -1)" "$PYROOT/lite_attention/"
-  (cd "$ROOT" && PYTHONPATH="$PYROOT${PYTHONPATH:+:$PYTHONPATH}" timeout "${PYTEST_TIMEOUT:-300}" python3 -m pytest -q -rs tests/python) \
+  (cd "$ROOT" && PYTHONPATH="$PYROOT${PYTHONPATH:+:$PYTHONPATH}" timeout "${PYTEST_TIMEOUT:-300}" python3 -X faulthandler -m pytest -q -rs tests/python) \
     2>&1 | tee "$LOG_DIR/pytest.log" | tail -25
   record "${PIPESTATUS[0]}" "Python tests"
 fi

@@ -1,38 +1,89 @@
 #!/usr/bin/env bash
-# Developer helper for a GPU machine without package access: installs the CUTLASS wheel and the
-# GoogleTest .deb from .whl/, runs scripts/gpu_check.sh, dumps the SASS of the
-# bf16/hd128 kernel, runs bench/bench_sm90.py, and optionally builds and benchmarks a variant
-# (VARIANT_FLAGS, e.g. -DLITEATTN_SM90_HD128_BLOCK_N=128). Results go to $OUT.
+# Developer helper for a GPU machine without package access: one call that checks and measures
+# the Hopper kernel. Results go to $OUT (default /tmp/out).
+#   1. installs the CUTLASS wheel (.whl/*.whl) and unpacks the .debs in .whl/ and .evaldeb/
+#      (GoogleTest, libpng) under /tmp/gt;
+#   2. starts building build-gpu in the background (CPU), and, when AB_VARIANTS is set
+#      ("name=FLAGS;name=FLAGS", FLAGS = compile definitions such as -DLITEATTN_SM90_X=1, or
+#      empty for the tree as it is), one benchmark build per variant;
+#   3. runs the variants' benchmarks interleaved (two rounds) on AB_SHAPES and prints dense and
+#      sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
+#      finishes on the CPU (GPU times come from CUDA events);
+#   4. scripts/gpu_check.sh (GPU tests, compute-sanitizer, verify, Python tests) unless SKIP_CHECK=1;
+#   5. bench/bench_sm90.py (the full benchmark with cuDNN SDPA) and bench/python_overhead.py
+#      unless SKIP_BENCH=1;
+#   6. NCU=1: an Nsight Compute profile of one dense call at NCU_SHAPE (clocks left alone).
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT" /tmp/logs /tmp/gt
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site CUTLASS_DIR=/tmp/site/cutlass_library/source
-for deb in .whl/*.deb; do dpkg -x "$deb" /tmp/gt; done
-export CMAKE_ARGS="-DCMAKE_PREFIX_PATH=/tmp/gt/usr" LOG_DIR=/tmp/logs SANITIZER_TIMEOUT="${SANITIZER_TIMEOUT:-120}"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu,power.limit --format=csv,noheader
-if [ "${SKIP_CHECK:-0}" != 1 ]; then
-  timeout "${CHECK_TIMEOUT:-330}" scripts/gpu_check.sh build-gpu > "$OUT/check.log" 2>&1
-  grep -E "random conf|FAILED|Failure|ok:|passed|config |spill|RACECHECK|ERROR SUMMARY" "$OUT/check.log" | head -30
-  grep -E "Race reported|Read access|Write access" /tmp/logs/sanitizer_racecheck.log | head -12
-else
-  cmake -S . -B build-gpu -G Ninja -DCUTLASS_DIR=$CUTLASS_DIR $CMAKE_ARGS -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_TOOLS=OFF > /tmp/logs/configure.log 2>&1
+for deb in .whl/*.deb .evaldeb/*.deb; do [ -f "$deb" ] && dpkg -x "$deb" /tmp/gt; done
+export LD_LIBRARY_PATH=/tmp/gt/usr/lib/x86_64-linux-gnu:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export CMAKE_ARGS="-DCMAKE_PREFIX_PATH=/tmp/gt/usr" LOG_DIR=/tmp/logs SANITIZER_TIMEOUT="${SANITIZER_TIMEOUT:-150}"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu,power.limit --format=csv,noheader | tee "$OUT/gpu.txt"
+
+# 2. Builds in the background; gpu_check.sh below finds build-gpu up to date.
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" $CMAKE_ARGS \
+  -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_GPU_BENCH=ON -DLITEATTN_TOOLS=ON -DLITEATTN_PYTHON=ON > /tmp/logs/configure.log 2>&1 \
+  || tail -20 /tmp/logs/configure.log
+ninja -C build-gpu > /tmp/logs/build_all.log 2>&1 &
+build_pid=$!
+variant_pids=()
+IFS=';' read -ra variants <<< "${AB_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  name="${v%%=*}" flags="${v#*=}"
+  (cmake -S . -B "build-ab-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" \
+     -DLITEATTN_TESTS=OFF -DLITEATTN_TOOLS=OFF -DLITEATTN_PYTHON=OFF -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_GPU_BENCH=ON \
+     "-DCMAKE_CUDA_FLAGS=$flags" > "/tmp/logs/ab_configure_$name.log" 2>&1 &&
+   ninja -C "build-ab-$name" liteattn_bench_sm90 > "/tmp/logs/ab_build_$name.log" 2>&1) &
+  variant_pids+=($!)
+done
+
+# 3. A/B runs, two rounds, interleaved.
+if [ ${#variants[@]} -gt 0 ]; then
+  for pid in "${variant_pids[@]}"; do wait "$pid"; done
+  grep -il spill /tmp/logs/ab_build_*.log
+  for round in 1 2; do
+    for v in "${variants[@]}"; do
+      name="${v%%=*}"
+      exe="build-ab-$name/bench/sm90/liteattn_bench_sm90"
+      [ -x "$exe" ] || { echo "variant $name did not build"; tail -5 "/tmp/logs/ab_build_$name.log"; continue; }
+      "$exe" --shapes "${AB_SHAPES:-1,32760,40;1,8192,40}" --repeats "${REPEATS:-5}" --sparsity 0.5,0.9 --workload 0 \
+        > /tmp/ab.json 2>>/tmp/logs/ab.err || { echo "variant $name failed"; tail -5 /tmp/logs/ab.err; continue; }
+      python3 -c "
+import json; r = json.load(open('/tmp/ab.json'))
+for s in r['shapes']:
+    print('round $round', '$name', s['L'], s['H'], 'dense %.0f TF/s, detect %+.1f%%,' % (s['dense_tflops'], 100 * s['detect_overhead']),
+          ' '.join('s=%.2f: %.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s['sparse']))" | tee -a "$OUT/ab.txt"
+    done
+  done
 fi
-ninja -C build-gpu liteattn_bench_sm90 > /tmp/logs/bench_build.log 2>&1 || tail -20 /tmp/logs/bench_build.log
-grep -i spill /tmp/logs/build.log /tmp/logs/bench_build.log | head -5
-EXE="$(find build-gpu -name liteattn_gpu_tests -type f | head -1)"
-[ -n "$EXE" ] && cuobjdump -sass "$EXE" 2>/dev/null | gzip > "$OUT/sass.txt.gz"
-PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-170}" python3 bench/bench_sm90.py --bench build-gpu/bench/sm90/liteattn_bench_sm90 \
-  --repeats "${REPEATS:-5}" ${BENCH_SHAPES:+--shapes "$BENCH_SHAPES"} --out "$OUT" 2>/tmp/logs/bench.err | tail -8
-grep -E "host" /tmp/logs/bench.err | head -6
-if [ -n "${VARIANT_FLAGS:-}" ]; then
-  cmake -S . -B build-var -G Ninja -DCUTLASS_DIR=$CUTLASS_DIR -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_TESTS=OFF -DLITEATTN_TOOLS=OFF \
-    "-DCMAKE_CXX_FLAGS=$VARIANT_FLAGS" "-DCMAKE_CUDA_FLAGS=$VARIANT_FLAGS" > /tmp/logs/var_configure.log 2>&1
-  ninja -C build-var liteattn_bench_sm90 > /tmp/logs/var_build.log 2>&1 || tail -20 /tmp/logs/var_build.log
-  grep -i spill /tmp/logs/var_build.log | head -3
-  timeout "${VARIANT_TIMEOUT:-90}" build-var/bench/sm90/liteattn_bench_sm90 --shapes "${VARIANT_SHAPES:-1,32760,40;1,8192,40}" \
-    --repeats "${REPEATS:-5}" --sparsity 0.5,0.9 > "$OUT/variant.json" 2>>/tmp/logs/bench.err
-  python3 -c "
-import json; r=json.load(open('$OUT/variant.json'))
-for s in r['shapes']: print('variant $VARIANT_FLAGS', s['L'], s['H'], 'dense %.0f TF/s detect ovh %.1f%%' % (s['dense_tflops'], 100*s['detect_overhead']), ' '.join('%.2f:%.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s['sparse']))"
+wait $build_pid || { echo "build failed"; grep -E "error" /tmp/logs/build_all.log | head -20; }
+grep -iE "spill|warning" /tmp/logs/build_all.log | head -5
+
+# 4. Correctness.
+if [ "${SKIP_CHECK:-0}" != 1 ]; then
+  timeout "${CHECK_TIMEOUT:-400}" scripts/gpu_check.sh build-gpu > "$OUT/check.log" 2>&1
+  grep -E "random conf|FAILED|Failure|ok:|passed|failed|config |RACECHECK|ERROR SUMMARY|Fatal Python|File \"" "$OUT/check.log" | head -40
+fi
+
+# 5. Performance against cuDNN.
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-240}" python3 bench/bench_sm90.py --bench build-gpu/bench/sm90/liteattn_bench_sm90 \
+    --repeats "${REPEATS:-5}" ${BENCH_SHAPES:+--shapes "$BENCH_SHAPES"} --out "$OUT" 2>/tmp/logs/bench.err | tail -12
+  grep -E "host|workload" /tmp/logs/bench.err | head -12
+  # Host time per call of the Python API (needs the package staged by gpu_check.sh).
+  [ -d build-gpu/pyroot ] && PYTHONPATH="build-gpu/pyroot:$PYTHONPATH" timeout 120 python3 bench/python_overhead.py \
+    2>&1 | tee "$OUT/python_overhead.json" | tail -3
+fi
+
+# 6. Profile.
+if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+  timeout "${NCU_TIMEOUT:-150}" ncu --clock-control none -k regex:attention_fwd --launch-skip 20 --launch-count 1 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+    --section InstructionStats --section LaunchStats --section SourceCounters \
+    build-gpu/bench/sm90/liteattn_bench_sm90 --shapes "${NCU_SHAPE:-1,8192,8}" --repeats 3 --sparsity 0.5 --workload 0 \
+    > "$OUT/ncu.txt" 2>&1
+  grep -E "Duration|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Stall" "$OUT/ncu.txt" | head -20
 fi
 tar czf "$OUT/logs.tgz" -C /tmp logs

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Host time per call of the Python API on CUDA tensors (issue 3 / issue 5's host budget).
+
+Times back-to-back enqueues of a tiny LiteAttention call (the GPU work is a few microseconds, so
+the wall time per call is the host path: argument checks, the torch op dispatch, the binding,
+the C++ validate and the launch), eager and with skipping on, and the same call replayed from a
+CUDA graph. Prints one JSON object.
+
+usage: python3 bench/python_overhead.py [--calls 200] [--L 256]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+import lite_attention as la
+
+
+def per_call_us(fn, calls):
+    """Median over 5 batches of the wall time per call of `calls` back-to-back calls."""
+    batches = []
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        batches.append((t1 - t0) / calls * 1e6)
+    return statistics.median(batches)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--L", type=int, default=256)
+    args = ap.parse_args()
+    if not la.cuda_available() or "sm90" not in la.available_backends():
+        raise SystemExit("needs an sm90 GPU and a CUDA build of lite_attention")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, args.L, 2, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    with torch.no_grad():
+        dense = la.LiteAttention(enable_skipping=False)
+        skipping = la.LiteAttention(threshold=-6.0)
+        for _ in range(10):  # warm-up: state allocation, op registration, first launch
+            dense(q, k, v)
+            skipping(q, k, v)
+        result = {
+            "shape": [1, args.L, 2, 128],
+            "eager_dense_us": per_call_us(lambda: dense(q, k, v), args.calls),
+            "eager_skipping_us": per_call_us(lambda: skipping(q, k, v), args.calls),
+        }
+        # The same skipping call captured once and replayed: the host cost of a graph launch.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            skipping(q, k, v)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            skipping(q, k, v)
+        result["graph_replay_us"] = per_call_us(graph.replay, args.calls)
+    result["card"] = torch.cuda.get_device_name()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
