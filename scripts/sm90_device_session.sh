@@ -4,9 +4,9 @@
 #   1. installs the CUTLASS wheel (.whl/*.whl) and unpacks the .debs in .whl/ and .evaldeb/
 #      (GoogleTest, libpng) under /tmp/gt;
 #   2. starts building build-gpu in the background (CPU), and, when AB_VARIANTS is set
-#      ("name=FLAGS;name=FLAGS", FLAGS = compile definitions such as -DLITEATTN_SM90_X=1, or
+#      ("name=FLAGS;name=FLAGS", FLAGS = C++ and CUDA compile definitions such as -DLITEATTN_SM90_X=1, or
 #      empty for the tree as it is), one benchmark build per variant;
-#   3. runs the variants' benchmarks interleaved (two rounds) on AB_SHAPES and prints dense and
+#   3. runs the variants' benchmarks interleaved (AB_ROUNDS rounds, default 2) on AB_SHAPES and prints dense and
 #      sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
 #      finishes on the CPU (GPU times come from CUDA events);
 #   4. scripts/gpu_check.sh (GPU tests, compute-sanitizer, verify, Python tests) unless SKIP_CHECK=1;
@@ -26,15 +26,23 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu,power.limit
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" $CMAKE_ARGS \
   -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_GPU_BENCH=ON -DLITEATTN_TOOLS=ON -DLITEATTN_PYTHON=ON > /tmp/logs/configure.log 2>&1 \
   || tail -20 /tmp/logs/configure.log
-ninja -C build-gpu > /tmp/logs/build_all.log 2>&1 &
-build_pid=$!
+need_main_build=1
+[ "${SKIP_CHECK:-0}" = 1 ] && [ "${SKIP_BENCH:-0}" = 1 ] && [ "${NCU:-0}" != 1 ] && need_main_build=0
+build_pid=
+if [ $need_main_build = 1 ]; then
+  ninja -C build-gpu > /tmp/logs/build_all.log 2>&1 &
+  build_pid=$!
+fi
+# SM clock, power and temperature every 250 ms while the GPU works (power limits move clocks).
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv,noheader -lms 250 > "$OUT/smi.csv" 2>/dev/null &
+smi_pid=$!
 variant_pids=()
 IFS=';' read -ra variants <<< "${AB_VARIANTS:-}"
 for v in "${variants[@]}"; do
   name="${v%%=*}" flags="${v#*=}"
   (cmake -S . -B "build-ab-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" \
      -DLITEATTN_TESTS=OFF -DLITEATTN_TOOLS=OFF -DLITEATTN_PYTHON=OFF -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_GPU_BENCH=ON \
-     "-DCMAKE_CUDA_FLAGS=$flags" > "/tmp/logs/ab_configure_$name.log" 2>&1 &&
+     "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_CUDA_FLAGS=$flags" > "/tmp/logs/ab_configure_$name.log" 2>&1 &&
    ninja -C "build-ab-$name" liteattn_bench_sm90 > "/tmp/logs/ab_build_$name.log" 2>&1) &
   variant_pids+=($!)
 done
@@ -43,7 +51,7 @@ done
 if [ ${#variants[@]} -gt 0 ]; then
   for pid in "${variant_pids[@]}"; do wait "$pid"; done
   grep -il spill /tmp/logs/ab_build_*.log
-  for round in 1 2; do
+  for round in $(seq "${AB_ROUNDS:-2}"); do
     for v in "${variants[@]}"; do
       name="${v%%=*}"
       exe="build-ab-$name/bench/sm90/liteattn_bench_sm90"
@@ -58,8 +66,10 @@ for s in r['shapes']:
     done
   done
 fi
-wait $build_pid || { echo "build failed"; grep -E "error" /tmp/logs/build_all.log | head -20; }
-grep -iE "spill|warning" /tmp/logs/build_all.log | head -5
+if [ -n "$build_pid" ]; then
+  wait $build_pid || { echo "build failed"; grep -E "error" /tmp/logs/build_all.log | head -20; }
+  grep -iE "spill|warning" /tmp/logs/build_all.log | head -5
+fi
 
 # 4. Correctness.
 if [ "${SKIP_CHECK:-0}" != 1 ]; then
@@ -86,4 +96,5 @@ if [ "${NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     > "$OUT/ncu.txt" 2>&1
   grep -E "Duration|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Stall" "$OUT/ncu.txt" | head -20
 fi
+kill $smi_pid 2>/dev/null
 tar czf "$OUT/logs.tgz" -C /tmp logs

@@ -555,11 +555,12 @@ TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
 TEST(Sm90, NonFiniteScoresFollowTheReferences) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
+  const i64 bn = liteattn::tile_shape(liteattn::Backend::sm90, 128, DType::bf16).n;
   auto corrupt = [=](Problem& p) {
-    p.k.set(0, 130, 0, 5, nan);  // head 0: NaN scores in key tile 1 for every row
+    p.k.set(0, bn + 2, 0, 5, nan);  // head 0: NaN scores in key tile 1 for every row
     // Head 1: every query has dim 2 > 0 and every key of tile 0 has dim 2 = -inf: scores -inf.
     for (i64 l = 0; l < p.Lq; ++l) p.q.set(0, l, 1, 2, std::abs(p.q.get(0, l, 1, 2)) + 0.25f);
-    for (i64 l = 0; l < 128; ++l) p.k.set(0, l, 1, 2, -inf);
+    for (i64 l = 0; l < bn; ++l) p.k.set(0, l, 1, 2, -inf);
     p.q.set(0, 200, 1, 9, nan);  // head 1: one query row with NaN scores everywhere
   };
   int id = 2000;
@@ -575,7 +576,7 @@ TEST(Sm90, NonFiniteScoresFollowTheReferences) {
       c.locality = 0.2;
       c.criterion = criterion;
       c.order = order;
-      c.must_do = {{0, 128}};
+      c.must_do = {{0, bn}};
       c.steps = 3;
       c.seed = 5;
       c.corrupt = corrupt;
