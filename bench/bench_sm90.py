@@ -67,12 +67,12 @@ def environment():
     smi = run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]).split("\n")[0]
     name, _, driver = smi.partition(", ")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rev = run(["git", "-C", root, "rev-parse", "--short", "HEAD"])
-    if rev == "unknown":  # a copy of the tree without .git (e.g. a copy sent to a GPU machine)
-        rev = os.environ.get("LITEATTN_GIT_REV", "unknown")
-    dirty = run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
-    if rev != "unknown" and dirty not in ("", "unknown"):
-        rev += "-dirty"
+    # LITEATTN_GIT_REV wins: a copy of the tree sent to a GPU machine may carry a stale .git.
+    rev = os.environ.get("LITEATTN_GIT_REV") or run(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    if "LITEATTN_GIT_REV" not in os.environ and rev != "unknown":
+        dirty = run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
+        if dirty not in ("", "unknown"):
+            rev += "-dirty"
     import torch
     return {"card": name, "driver": driver, "git_rev": rev,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
