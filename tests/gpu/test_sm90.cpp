@@ -82,6 +82,24 @@ void download(HostTensor& t, const DeviceBuffer& buffer) {
   CUDA_OK(cudaMemcpy(t.view().data, buffer.ptr, t.bytes().size(), cudaMemcpyDeviceToHost));
 }
 
+// Device copies of a problem's q, k, v and out (and lse when asked for) with the call arguments
+// that point at them: the set-up the single-problem tests share.
+struct DeviceProblem {
+  DeviceBuffer q, k, v, out, lse;
+  AttentionArgs args;
+  DeviceProblem(const Problem& p, bool with_lse) : args(p.args(with_lse)) {
+    args.q = upload(p.q, q);
+    args.k = upload(p.k, k);
+    args.v = upload(p.v, v);
+    args.out = upload(p.out, out);
+    if (with_lse) {
+      lse = DeviceBuffer(std::size_t(p.B * p.H * p.Lq) * 4);
+      args.lse.data = lse.ptr;
+      args.lse.device = kGpu;
+    }
+  }
+};
+
 enum class Layout { contiguous, padded, packed_qkv };
 
 struct Config {
@@ -494,22 +512,16 @@ TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
     for (DType dtype : {DType::bf16, DType::f16}) {
       Problem p(2, 1000, 777, 4, 2, D, dtype);
       p.randomize(7 + D);
-      DeviceBuffer dq, dk, dv, dout, dlse(std::size_t(2 * 4 * 1000) * 4);
-      AttentionArgs a = p.args(true);
-      a.q = upload(p.q, dq);
-      a.k = upload(p.k, dk);
-      a.v = upload(p.v, dv);
-      a.out = upload(p.out, dout);
-      a.lse.data = dlse.ptr;
-      a.lse.device = kGpu;
+      DeviceProblem d(p, true);
+      AttentionArgs& a = d.args;
       a.skip.enabled = false;
       a.must_skip = {{0, 300}};  // the key tiles that [0, 300) covers whole are never computed
-      CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
+      CUDA_OK(cudaMemset(d.out.ptr, 0xff, d.out.bytes));
       liteattn::attention(a);
       CUDA_OK(cudaDeviceSynchronize());
-      download(p.out, dout);
+      download(p.out, d.out);
       std::vector<float> lse(std::size_t(2 * 4 * 1000));
-      CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
+      CUDA_OK(cudaMemcpy(lse.data(), d.lse.ptr, d.lse.bytes, cudaMemcpyDeviceToHost));
       const auto tile = liteattn::tile_shape(liteattn::Backend::sm90, D, dtype);
       const Reference ref =
           reference_attention(p, default_scale(D), tile, [&](i64, i64, i64, i64 j) { return (j + 1) * tile.n > 300; });
@@ -521,23 +533,17 @@ TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
 TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
   Problem p(1, 300, 500, 2, 2, 128, DType::bf16);
   p.randomize(3);
-  DeviceBuffer dq, dk, dv, dout, dlse(std::size_t(2 * 300) * 4);
-  AttentionArgs a = p.args(true);
-  a.q = upload(p.q, dq);
-  a.k = upload(p.k, dk);
-  a.v = upload(p.v, dv);
-  a.out = upload(p.out, dout);
-  a.lse.data = dlse.ptr;
-  a.lse.device = kGpu;
+  DeviceProblem d(p, true);
+  AttentionArgs& a = d.args;
   a.must_skip = {{0, 500}};
   a.skip.enabled = true;
   SkipState state;
-  CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
+  CUDA_OK(cudaMemset(d.out.ptr, 0xff, d.out.bytes));
   liteattn::attention(a, state);
   CUDA_OK(cudaDeviceSynchronize());
-  download(p.out, dout);
+  download(p.out, d.out);
   std::vector<float> lse(600);
-  CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(lse.data(), d.lse.ptr, d.lse.bytes, cudaMemcpyDeviceToHost));
   for (i64 l = 0; l < 300; ++l)
     for (i64 h = 0; h < 2; ++h)
       for (i64 d = 0; d < 128; ++d) ASSERT_EQ(p.out.get(0, l, h, d), 0.0f);
@@ -588,12 +594,8 @@ TEST(Sm90, Deterministic) {
   Problem p(1, 4097, 4097, 2, 1, 128, DType::bf16);
   p.randomize(11);
   p.add_locality(0.1);
-  DeviceBuffer dq, dk, dv, dout;
-  AttentionArgs a = p.args(false);
-  a.q = upload(p.q, dq);
-  a.k = upload(p.k, dk);
-  a.v = upload(p.v, dv);
-  a.out = upload(p.out, dout);
+  DeviceProblem d(p, false);
+  AttentionArgs& a = d.args;
   a.skip.enabled = true;
   a.skip.threshold = -6.0f;
   a.skip.order = VisitOrder::alternate;
@@ -601,12 +603,12 @@ TEST(Sm90, Deterministic) {
   for (int step = 0; step < 3; ++step) {
     liteattn::attention(a, s1);
     CUDA_OK(cudaDeviceSynchronize());
-    std::vector<std::uint8_t> first(dout.bytes), second(dout.bytes);
-    CUDA_OK(cudaMemcpy(first.data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemset(dout.ptr, 0, dout.bytes));
+    std::vector<std::uint8_t> first(d.out.bytes), second(d.out.bytes);
+    CUDA_OK(cudaMemcpy(first.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemset(d.out.ptr, 0, d.out.bytes));
     liteattn::attention(a, s2);
     CUDA_OK(cudaDeviceSynchronize());
-    CUDA_OK(cudaMemcpy(second.data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(second.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
     EXPECT_TRUE(first == second) << "step " << step << ": outputs differ between identical calls";
     EXPECT_TRUE(s1.read_mask() == s2.read_mask()) << "step " << step << ": masks differ";
     EXPECT_EQ(s1.stats().computed(), s2.stats().computed());
@@ -620,12 +622,8 @@ TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
   Problem p(1, 1000, 1000, 2, 2, 128, DType::bf16);
   p.randomize(21);
   p.add_locality(0.002);
-  DeviceBuffer dq, dk, dv, dout;
-  AttentionArgs a = p.args(false);
-  a.q = upload(p.q, dq);
-  a.k = upload(p.k, dk);
-  a.v = upload(p.v, dv);
-  a.out = upload(p.out, dout);
+  DeviceProblem d(p, false);
+  AttentionArgs& a = d.args;
   a.skip.enabled = true;
   a.skip.threshold = -6.0f;
   a.skip.order = VisitOrder::alternate;
@@ -639,8 +637,8 @@ TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
   for (int step = 0; step < 3; ++step) {
     liteattn::attention(a, direct);
     CUDA_OK(cudaStreamSynchronize(stream));
-    outs.emplace_back(dout.bytes);
-    CUDA_OK(cudaMemcpy(outs.back().data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
+    outs.emplace_back(d.out.bytes);
+    CUDA_OK(cudaMemcpy(outs.back().data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
     masks.push_back(direct.read_mask());
   }
   graphed.prepare(liteattn::state_key(a), stream);
@@ -652,11 +650,11 @@ TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
   cudaGraphExec_t exec;
   CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   for (int step = 0; step < 3; ++step) {
-    CUDA_OK(cudaMemset(dout.ptr, 0, dout.bytes));
+    CUDA_OK(cudaMemset(d.out.ptr, 0, d.out.bytes));
     CUDA_OK(cudaGraphLaunch(exec, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
-    std::vector<std::uint8_t> out(dout.bytes);
-    CUDA_OK(cudaMemcpy(out.data(), dout.ptr, dout.bytes, cudaMemcpyDeviceToHost));
+    std::vector<std::uint8_t> out(d.out.bytes);
+    CUDA_OK(cudaMemcpy(out.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
     EXPECT_TRUE(out == outs[std::size_t(step)]) << "replay " << step << ": output differs from the direct call";
     EXPECT_TRUE(graphed.read_mask() == masks[std::size_t(step)]) << "replay " << step << ": mask differs";
   }
@@ -669,12 +667,8 @@ TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
 TEST(Sm90, BadInputsGiveClearErrors) {
   Problem p(1, 256, 256, 2, 2, 128, DType::bf16);
   p.randomize(5);
-  DeviceBuffer dq, dk, dv, dout;
-  AttentionArgs good = p.args(false);
-  good.q = upload(p.q, dq);
-  good.k = upload(p.k, dk);
-  good.v = upload(p.v, dv);
-  good.out = upload(p.out, dout);
+  DeviceProblem d(p, false);
+  AttentionArgs good = d.args;
   good.skip.enabled = false;
   EXPECT_NO_THROW(liteattn::attention(good));
 
