@@ -31,7 +31,8 @@ constexpr bool supports_head_dim(std::int64_t head_dim) { return head_dim == 64 
 
 // The largest mask row (uint32 words) the kernel handles: a query tile's votes and visit list
 // live in shared memory (3 x 4 KB of lists at this size). 64 words = 2048 key tiles = 262144
-// keys at Bn = 128, 294912 at Bn = 144. (128 words fit too and compile; kept at the size that ran on the GPU.)
+// keys at Bn = 128, 294912 at Bn = 144. (128 words fit too and compile; kept at the size that
+// ran on the GPU.)
 constexpr int kMaxMaskWords = 64;
 
 }  // namespace liteattn::sm90
