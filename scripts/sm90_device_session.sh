@@ -5,7 +5,9 @@
 #      (GoogleTest, libpng) under /tmp/gt;
 #   2. starts building build-gpu in the background (CPU), and, when AB_VARIANTS is set
 #      ("name=FLAGS;name=FLAGS", FLAGS = C++ and CUDA compile definitions such as -DLITEATTN_SM90_X=1, or
-#      empty for the tree as it is), one benchmark build per variant;
+#      empty for the tree as it is, or @DIR for another source tree, e.g. an older revision unpacked
+#      with `git archive REV | tar -x -C DIR` into an ignored folder carried along), one benchmark
+#      build per variant;
 #   3. runs the variants' benchmarks interleaved (AB_ROUNDS rounds, default 2) on AB_SHAPES and prints dense and
 #      sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
 #      finishes on the CPU (GPU times come from CUDA events);
@@ -39,8 +41,9 @@ smi_pid=$!
 variant_pids=()
 IFS=';' read -ra variants <<< "${AB_VARIANTS:-}"
 for v in "${variants[@]}"; do
-  name="${v%%=*}" flags="${v#*=}"
-  (cmake -S . -B "build-ab-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" \
+  name="${v%%=*}" flags="${v#*=}" source=.
+  if [ "${flags#@}" != "$flags" ]; then source="${flags#@}"; flags=; fi
+  (cmake -S "$source" -B "build-ab-$name" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLITEATTN_CUDA=ON -DCUTLASS_DIR="$CUTLASS_DIR" \
      -DLITEATTN_TESTS=OFF -DLITEATTN_TOOLS=OFF -DLITEATTN_PYTHON=OFF -DLITEATTN_BENCHMARKS=OFF -DLITEATTN_GPU_BENCH=ON \
      "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_CUDA_FLAGS=$flags" > "/tmp/logs/ab_configure_$name.log" 2>&1 &&
    ninja -C "build-ab-$name" liteattn_bench_sm90 > "/tmp/logs/ab_build_$name.log" 2>&1) &

@@ -16,7 +16,9 @@
 //   softmax of tile n+1 runs.
 // - The skip test costs one compare per row and tile (the row max is already needed by the
 //   softmax), a warp vote, and one shared atomicOr per warp and tile. The votes of a query tile
-//   collect in shared memory and are written to the state once at the end of the work tile.
+//   collect in shared memory; the producer warp writes them to the state once the consumers are
+//   done with the work tile, so the skip state's global memory never stalls a consumer.
+// - Q is double-buffered: a work tile's Q loads while the previous one computes.
 #pragma once
 
 #include <cstdint>
@@ -77,8 +79,10 @@ struct KernelTraits {
   static_assert(size<1>(typename TiledMmaPV::AtomShape_MNK{}) == kHeadDim, "the PV wgmma atom must span the head dim");
 
   // 128-byte swizzled tiles; K-major for Q and K, MN-major (head dim contiguous) for V^T.
+  // Q is double-buffered over work tiles (the last mode): the next query tile loads while this
+  // one computes, so no work tile starts by waiting for its Q.
   using SmemLayoutQ = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
-                                             Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+                                             Shape<Int<kBlockM>, Int<kHeadDim>, _2>{}));
   using SmemLayoutK = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
                                              Shape<Int<kBlockN>, Int<kHeadDim>, Int<kStages>>{}));
   using SmemLayoutVt = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<Element>{},
@@ -93,7 +97,7 @@ struct KernelTraits {
   using TmaQ = decltype(make_tma_copy(
       SM90_TMA_LOAD{},
       make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideQK{}),
-      SmemLayoutQ{}, Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
+      take<0, 2>(SmemLayoutQ{}), Shape<Int<kBlockM>, Int<kHeadDim>>{}, _1{}));
   using TmaK = decltype(make_tma_copy(
       SM90_TMA_LOAD{},
       make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideQK{}),
@@ -103,7 +107,7 @@ struct KernelTraits {
       make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideVt{}),
       take<0, 2>(SmemLayoutVt{}), Shape<Int<kHeadDim>, Int<kBlockN>>{}, _1{}));
 
-  static constexpr uint32_t kBytesQ = uint32_t(cosize_v<SmemLayoutQ> * sizeof(Element));
+  static constexpr uint32_t kBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
   static constexpr uint32_t kBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
   static constexpr uint32_t kBytesV = uint32_t(size(take<0, 2>(SmemLayoutVt{})) * sizeof(Element));
 
@@ -117,17 +121,21 @@ struct KernelTraits {
     alignas(1024) cute::array_aligned<Element, cosize_v<SmemLayoutVt>, 1024> v;
     typename Pipeline::SharedStorage pipeline_k;
     typename Pipeline::SharedStorage pipeline_v;
-    alignas(8) uint64_t barrier_q;
-    // Votes of the current query tile, double-buffered over work tiles (see the consumer).
-    uint32_t votes[2][kMaxMaskWords];
-    // The key tiles each work tile visits, in visit order: a 3-deep channel from the producer
-    // warp to the consumers (full: the 32 producer lanes arrive; empty: every consumer thread
-    // arrives after its last read), so the producer builds work tile n+1's list while tile n
-    // loads and the consumers still compute tile n-1.
+    alignas(8) uint64_t q_full[2];   // TMA transaction barrier of each Q buffer
+    alignas(8) uint64_t q_empty[2];  // every consumer thread arrives after its last QK^T
+    // One slot per work tile in flight, a 3-deep channel between the producer warp and the
+    // consumers (full: the 32 producer lanes arrive; empty: every consumer thread arrives after
+    // its last read and its last vote). The producer warp owns the skip state's global memory:
+    // it copies the read mask row into the slot and turns it into the visit list, the consumers
+    // vote into the slot, and the producer writes the new mask row when the slot comes back.
+    // So the consumers never wait on skip-state memory or on each other for it.
     static constexpr int kLists = 3;
     alignas(8) uint64_t list_full[kLists];
     alignas(8) uint64_t list_empty[kLists];
     int32_t visit_count[kLists];
+    uint32_t row_visits[kLists];                  // the row's call counter when the slot was filled
+    uint32_t read_mask[kLists][kMaxMaskWords];    // copy of the row's read mask
+    uint32_t votes[kLists][kMaxMaskWords];        // keep votes by key tile (consumers' atomicOr)
     int16_t visit_list[kLists][kMaxMaskWords * 32];
   };
   static constexpr int kSharedBytes = int(sizeof(SharedStorage));
@@ -159,7 +167,7 @@ struct Params {
 
 // Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
 // wg_turn + w: consumer warpgroup w may issue its next GEMMs (see the consumer main loop).
-enum class Barrier : uint32_t { query_empty = 0, consumers = 1, wg_turn = 2 };
+enum class Barrier : uint32_t { wg_turn = 0 };
 
 // ------------------------------------------------------------------------------------------
 // Small device helpers.
@@ -262,13 +270,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
     cute::prefetch_tma_descriptor(params.tma_k.get_tma_descriptor());
     cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
-    cutlass::arch::ClusterTransactionBarrier::init(&shared.barrier_q, 1);
+    for (int i = 0; i < 2; ++i) {
+      cutlass::arch::ClusterTransactionBarrier::init(&shared.q_full[i], 1);
+      cutlass::arch::ClusterBarrier::init(&shared.q_empty[i], kMmaThreads);
+    }
     for (int i = 0; i < Traits::SharedStorage::kLists; ++i) {
       cutlass::arch::ClusterBarrier::init(&shared.list_full[i], kWarp);
       cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads);
     }
   }
-  for (int i = threadIdx.x; i < 2 * kMaxMaskWords; i += blockDim.x) (&shared.votes[0][0])[i] = 0u;
 
   typename Pipeline::Params pipe_params;
   pipe_params.role = warpgroup == 0 ? Pipeline::ThreadCategory::Producer : Pipeline::ThreadCategory::Consumer;
@@ -300,21 +310,27 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor tVsV = tma_v.partition_D(sVt);
 
     constexpr int kLists = Traits::SharedStorage::kLists;
-    // Writes the visit list of work tile `n` (the n-th of this CTA, linear index `index`) into
-    // its channel slot: the skip policy evaluated 32 positions at a time, compacted in visit
-    // order with a ballot. The slot was last read for work tile n - kLists.
-    auto publish_list = [&](int n, int32_t index) {
+    const bool skipping = plan.skipping;
+    // Fills the slot of work tile `n` (the n-th of this CTA, linear index `index`): the row's
+    // call counter and read mask copied from global memory (one round trip for the whole row),
+    // cleared votes, and the visit list, the skip policy evaluated 32 positions at a time and
+    // compacted in visit order with a ballot.
+    auto fill_slot = [&](int n, int32_t index) {
       const int slot = n % kLists;
-      if (n >= kLists) cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists - 1) & 1);
       const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
       const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
-      const uint32_t* read_row = nullptr;
       uint32_t visits = 0;
-      if (plan.skipping) {
+      if (skipping) {
         visits = params.row_visits[row];
-        read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+        const uint32_t* read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+        for (int32_t word = lane; word < words; word += kWarp) {
+          shared.read_mask[slot][word] = read_row[word];
+          shared.votes[slot][word] = 0u;
+        }
+        if (lane == 0) shared.row_visits[slot] = visits;
+        __syncwarp();
       }
-      const QueryTilePolicy policy(plan, w.m_block, read_row, visits);
+      const QueryTilePolicy policy(plan, w.m_block, skipping ? shared.read_mask[slot] : nullptr, visits);
       int16_t* list = shared.visit_list[slot];
       int32_t count = 0;
       for (int32_t base = 0; base < k_tiles; base += kWarp) {
@@ -329,17 +345,45 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
         count += __popc(ballot);
       }
-      if (lane == 0) shared.visit_count[slot] = count;
+      if (lane == 0) {
+        shared.visit_count[slot] = count;
+        if (skipping) atomicAdd(&params.kept[w.bh], uint32_t(count));
+      }
       cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
+    };
+    // Waits until the consumers are done with the slot of work tile `n` (every vote is in), then
+    // writes that work tile's mask row into the other buffer and advances its call counter.
+    auto drain_slot = [&](int n, int32_t index) {
+      const int slot = n % kLists;
+      cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists) & 1);
+      if (!skipping) return;
+      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+      const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
+      const uint32_t visits = shared.row_visits[slot];
+      const QueryTilePolicy policy(plan, w.m_block, shared.read_mask[slot], visits);
+      uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
+      for (int32_t word = 0; word < words; ++word) {  // one word per step, one lane per key tile
+        const int32_t tile = word * kWarp + lane;
+        const bool voted = (shared.votes[slot][word] >> lane) & 1u;
+        const bool keep = tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, voted);
+        const uint32_t bits = __ballot_sync(0xffffffffu, keep);
+        if (lane == 0) write_row[word] = bits;
+      }
+      if (lane == 0) params.row_visits[row] = visits + 1;
+      __syncwarp();  // every lane has read the slot before the next fill overwrites it
     };
 
     PipelineState write = cutlass::make_producer_start_state<Pipeline>();
+    const int32_t stride = int32_t(gridDim.x);
     int iteration = 0;
-    if (int32_t(blockIdx.x) < params.num_work_tiles) publish_list(0, blockIdx.x);
-    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
-      // Next work tile's list first: its global reads (visit counter, mask row) then overlap
-      // this tile's loads instead of delaying its first K load.
-      if (index + int32_t(gridDim.x) < params.num_work_tiles) publish_list(iteration + 1, index + gridDim.x);
+    if (int32_t(blockIdx.x) < params.num_work_tiles) fill_slot(0, blockIdx.x);
+    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += stride, ++iteration) {
+      // Next work tile's slot first: its global reads then overlap this tile's loads instead of
+      // delaying its first K load. Its slot was last used by work tile iteration + 1 - kLists.
+      if (index + stride < params.num_work_tiles) {
+        if (iteration + 1 >= kLists) drain_slot(iteration + 1 - kLists, index + stride - kLists * stride);
+        fill_slot(iteration + 1, index + stride);
+      }
 
       const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
       const int32_t kv_head = w.h / params.group;
@@ -369,23 +413,23 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                tVsV(_, _, _, write.index()));
       };
 
-      // The first K tile goes out before waiting for the previous query tile to free Q.
-      if (count > 0) load_k(list[0]);
-      if (iteration > 0)
-        cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      // Q into its buffer once the consumers' last QK^T of work tile iteration - 2 has read it.
+      const int q_buffer = iteration & 1;
+      if (iteration >= 2) cutlass::arch::ClusterBarrier::wait(&shared.q_empty[q_buffer], ((iteration >> 1) - 1) & 1);
       if (lane == 0) {
-        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.barrier_q, Traits::kBytesQ);
-        copy(params.tma_q.with(shared.barrier_q, 0), tQgQ, tQsQ);
+        cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&shared.q_full[q_buffer], Traits::kBytesQ);
+        copy(params.tma_q.with(shared.q_full[q_buffer], 0), tQgQ, tQsQ(_, _, _, q_buffer));
       }
       for (int32_t i = 0; i < count; ++i) {
         const int32_t tile = list[i];
-        if (i > 0) load_k(tile);
+        load_k(tile);
         load_v(tile);
         ++write;
       }
     }
-    // Match the consumers' last query_empty arrival, so no barrier is left half-arrived.
-    if (iteration > 0) cutlass::arch::NamedBarrier::sync(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+    // The last work tiles' mask rows.
+    for (int n = iteration - kLists > 0 ? iteration - kLists : 0; n < iteration; ++n)
+      drain_slot(n, int32_t(blockIdx.x) + n * stride);
     pipeline_k.producer_tail(write);
     pipeline_v.producer_tail(write);
     return;
@@ -429,15 +473,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   int iteration = 0;
   for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
     const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
-    const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
-    const uint32_t* read_row = nullptr;
-    uint32_t visits = 0;
-    if (skipping) {
-      visits = params.row_visits[row];
-      read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
-    }
-    const QueryTilePolicy policy(plan, w.m_block, read_row, visits);
-    uint32_t* votes = shared.votes[iteration & 1];
+    const int list_slot = iteration % Traits::SharedStorage::kLists;
+    uint32_t* votes = shared.votes[list_slot];
 
     int global_row[2];
     bool row_valid[2];
@@ -533,18 +570,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // placement measured 2 % faster on an H200; bench/NOTES.md, run 5).
     float scale_o[2];
 
-    // This work tile's visit list, published by the producer warp.
-    const int list_slot = iteration % Traits::SharedStorage::kLists;
+    // This work tile's visit list, published by the producer warp, and its Q buffer.
     cutlass::arch::ClusterBarrier::wait(&shared.list_full[list_slot], (iteration / Traits::SharedStorage::kLists) & 1);
     const int32_t visited = shared.visit_count[list_slot];
     const int16_t* list = shared.visit_list[list_slot];
-    cutlass::arch::ClusterTransactionBarrier::wait(&shared.barrier_q, iteration & 1);
+    const int q_buffer = iteration & 1;
+    cutlass::arch::ClusterTransactionBarrier::wait(&shared.q_full[q_buffer], (iteration >> 1) & 1);
+    Tensor tSrQ_tile = tSrQ(_, _, _, q_buffer);
     if (visited > 0) {
       {
         const int32_t tile = list[0];
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
         pipeline_k.consumer_wait(read);
-        wg_gemm<true, 0>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
+        wg_gemm<true, 0>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
         pipeline_k.consumer_release(read);
         softmax_tile(tSrS, tile, scale_o);  // scale_o then multiplies O = 0: harmless
         convert_p(tSrS);
@@ -556,7 +594,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
         pipeline_k.consumer_wait(read);
         wait_turn();
-        wg_gemm<true, -1>(tiled_mma_qk, tSrQ, tSrK(_, _, _, read.index()), tSrS);
+        wg_gemm<true, -1>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
         rescale_o(scale_o);  // O is idle: the last PV completed at the previous wait<0>
         pipeline_v.consumer_wait(read_v);
         wg_gemm<false, -1>(tiled_mma_pv, tOrP, tOrV(_, _, _, read_v.index()), tOrO);
@@ -568,8 +606,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pipeline_v.consumer_release(read_v);
         convert_p(tSrS);
       }
-      // Q and the visit list are no longer read: the producer may reuse both.
-      cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      // Q, the visit list and the votes are done with: the producer may reuse the Q buffer and
+      // write out and refill the slot.
+      cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
       rescale_o(scale_o);
       pipeline_v.consumer_wait(read);
@@ -577,7 +616,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       pipeline_v.consumer_release(read);
       ++read;
     } else {
-      cutlass::arch::NamedBarrier::arrive(kMmaThreads + kWarp, uint32_t(Barrier::query_empty));
+      cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
     }
 
@@ -608,30 +647,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
         const uint32_t v = pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
         *reinterpret_cast<uint32_t*>(out_row + nb * 8) = v;
-      }
-    }
-
-    // ---------------------------------- skip state ----------------------------------------
-    if (skipping) {
-      // Every vote of this query tile is in `votes`; the next work tile votes into the other
-      // buffer, which every thread finished reading before it arrived here.
-      cutlass::arch::NamedBarrier::sync(kMmaThreads, uint32_t(Barrier::consumers));
-      // One warp per mask word, one lane per key tile.
-      uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
-      for (int32_t word = thread / kWarp; word < words; word += kMmaThreads / kWarp) {
-        const int32_t tile = word * kWarp + lane;
-        const bool voted = (votes[word] >> lane) & 1u;
-        const bool keep = tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, voted);
-        const uint32_t bits = __ballot_sync(0xffffffffu, keep);
-        __syncwarp();  // every lane has read votes[word] before lane 0 clears it
-        if (lane == 0) {
-          write_row[word] = bits;
-          votes[word] = 0u;
-        }
-      }
-      if (thread == 0) {
-        params.row_visits[row] = visits + 1;
-        atomicAdd(&params.kept[w.bh], uint32_t(visited));
       }
     }
   }

@@ -32,7 +32,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   auto vt = make_tensor(make_gmem_ptr(static_cast<Element const*>(args.v.data)),
                         make_shape(int32_t(kHeadDim), len_k, kv_heads, batch),
                         make_stride(_1{}, args.v.stride[1], args.v.stride[2], args.v.stride[0]));
-  params.tma_q = make_tma_copy(SM90_TMA_LOAD{}, q, typename T::SmemLayoutQ{},
+  params.tma_q = make_tma_copy(SM90_TMA_LOAD{}, q, take<0, 2>(typename T::SmemLayoutQ{}),
                                Shape<Int<T::kBlockM>, Int<kHeadDim>>{}, _1{});
   params.tma_k = make_tma_copy(SM90_TMA_LOAD{}, k, take<0, 2>(typename T::SmemLayoutK{}),
                                Shape<Int<T::kBlockN>, Int<kHeadDim>>{}, _1{});
