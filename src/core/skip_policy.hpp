@@ -82,7 +82,12 @@ class QueryTilePolicy {
   // Tiles the call did not visit are written 0 (validation keeps must_do and must_skip apart,
   // so a must_do tile is always visited).
   LITEATTN_HD bool writes_keep(std::int32_t tile, bool any_row_voted_keep) const {
-    return any_row_voted_keep || dense_ || plan_.must_do.contains(tile);
+    return writes_keep(plan_, dense_, tile, any_row_voted_keep);
+  }
+  // The same rule for a caller that kept only the policy's dense() flag (a kernel that writes
+  // the mask after the policy object is gone).
+  LITEATTN_HD static bool writes_keep(const CallPlan& plan, bool dense, std::int32_t tile, bool any_row_voted_keep) {
+    return any_row_voted_keep || dense || plan.must_do.contains(tile);
   }
 
  private:

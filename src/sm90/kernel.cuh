@@ -2,22 +2,23 @@
 //
 // Design (FlashAttention-3 family, written for this project):
 // - Persistent grid: one CTA per SM walks the work tiles (b, h, query tile) round-robin.
-// - Warp specialization: warpgroup 0 is the producer (one warp issues TMA loads, registers
-//   given back with setmaxnreg), warpgroups 1 and 2 are consumers (64 query rows each, wgmma,
-//   online softmax, skip votes; registers raised with setmaxnreg).
+// - Warp specialization: warpgroup 0 is the producer (registers given back with setmaxnreg):
+//   its warp 0 issues the TMA loads, its warp 1 owns the skip state. Warpgroups 1 and 2 are
+//   consumers (64 query rows each, wgmma, online softmax, skip votes; registers raised).
 // - K and V flow through a multi-stage shared-memory pipeline (mbarriers, PipelineTmaAsync).
-//   At the start of each work tile the producer warp turns the skip policy into a list of the
-//   key tiles it visits (32 positions per step, ballot + popc) in shared memory; it loads only
-//   those tiles, so a skipped tile is never loaded, and the consumers read the same list, so
-//   both sides see the same sequence and neither scans skipped bits one by one.
+//   The skip-state warp turns each work tile's skip policy into a list of the key tiles it
+//   visits (32 positions per step, ballot + popc) in a shared-memory slot, up to two work tiles
+//   ahead; the load warp loads only those tiles, so a skipped tile is never loaded, and the
+//   consumers read the same list, so all sides see the same sequence and none scans skipped bits
+//   one by one.
 // - QK^T is an SS wgmma (Q and K from shared memory); PV is an RS wgmma (P from registers,
 //   V^T read MN-major straight from the TMA-written tile, no transpose).
 // - Intra-warpgroup overlap: the QK^T of tile n+1 and the PV of tile n are in flight while the
 //   softmax of tile n+1 runs.
 // - The skip test costs one compare per row and tile (the row max is already needed by the
-//   softmax), a warp vote, and one shared atomicOr per warp and tile. The votes of a query tile
-//   collect in shared memory; the producer warp writes them to the state once the consumers are
-//   done with the work tile, so the skip state's global memory never stalls a consumer.
+//   softmax) and a warp vote; each warp ORs its votes into the slot once per 32 visit positions.
+//   When the consumers are done with a work tile, the skip-state warp maps the votes to key tiles
+//   and writes the mask row, so skip-state memory never stalls a load or a consumer.
 // - Q is double-buffered: a work tile's Q loads while the previous one computes.
 #pragma once
 
@@ -60,10 +61,14 @@ struct KernelTraits {
   static constexpr int kConsumerWarpgroups = kBlockM / 64;
   static constexpr int kMmaThreads = kConsumerWarpgroups * cutlass::NumThreadsPerWarpGroup;
   static constexpr int kThreads = kMmaThreads + cutlass::NumThreadsPerWarpGroup;
-  // Register split after setmaxnreg: 24 for the producer, 240 for each consumer thread
-  // (128 * 24 + 256 * 240 <= 64K registers per SM).
+  // Register split after setmaxnreg: 24 for the producer, 240 for each consumer thread. The
+  // increase draws only on what the CTA was launched with (384 threads x 168 = 128 * 24 + 256 *
+  // 240): a split above that total makes setmaxnreg.inc wait forever.
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
+  static_assert(kProducerRegisters * cutlass::NumThreadsPerWarpGroup + kConsumerRegisters * kMmaThreads <=
+                    (65536 / kThreads) / 8 * 8 * kThreads,
+                "setmaxnreg split above the CTA's launch allocation: the consumers' increase would hang");
 
   using TileShapeQK = Shape<Int<kBlockM>, Int<kBlockN>, Int<kHeadDim>>;
   using TileShapePV = Shape<Int<kBlockM>, Int<kHeadDim>, Int<kBlockN>>;
@@ -123,19 +128,21 @@ struct KernelTraits {
     typename Pipeline::SharedStorage pipeline_v;
     alignas(8) uint64_t q_full[2];   // TMA transaction barrier of each Q buffer
     alignas(8) uint64_t q_empty[2];  // every consumer thread arrives after its last QK^T
-    // One slot per work tile in flight, a 3-deep channel between the producer warp and the
-    // consumers (full: the 32 producer lanes arrive; empty: every consumer thread arrives after
-    // its last read and its last vote). The producer warp owns the skip state's global memory:
-    // it copies the read mask row into the slot and turns it into the visit list, the consumers
-    // vote into the slot, and the producer writes the new mask row when the slot comes back.
-    // So the consumers never wait on skip-state memory or on each other for it.
+    // One slot per work tile in flight, a 3-deep channel from the skip-state warp to the load
+    // warp and the consumers (full: the skip-state warp's 32 lanes arrive; empty: the load warp
+    // arrives after its last list read, every consumer thread after its last read and vote).
+    // The skip-state warp owns the skip state's global memory: it copies the read mask row into
+    // the slot and turns it into the visit list, the consumers vote into the slot, and it writes
+    // the new mask row when the slot comes back. So neither the loads nor the consumers ever
+    // wait on skip-state memory, and the consumers never wait on each other for it.
     static constexpr int kLists = 3;
     alignas(8) uint64_t list_full[kLists];
     alignas(8) uint64_t list_empty[kLists];
     int32_t visit_count[kLists];
     uint32_t row_visits[kLists];                  // the row's call counter when the slot was filled
+    bool dense_row[kLists];                       // the slot's QueryTilePolicy::dense()
     uint32_t read_mask[kLists][kMaxMaskWords];    // copy of the row's read mask
-    uint32_t votes[kLists][kMaxMaskWords];        // keep votes by key tile (consumers' atomicOr)
+    uint32_t votes[kLists][kMaxMaskWords];        // keep votes by visit position (consumers' atomicOr)
     int16_t visit_list[kLists][kMaxMaskWords * 32];
   };
   static constexpr int kSharedBytes = int(sizeof(SharedStorage));
@@ -276,7 +283,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     }
     for (int i = 0; i < Traits::SharedStorage::kLists; ++i) {
       cutlass::arch::ClusterBarrier::init(&shared.list_full[i], kWarp);
-      cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads);
+      cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads + kWarp);
     }
   }
 
@@ -297,8 +304,98 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   if (warpgroup == 0) {
     // ---------------------------------- producer ----------------------------------------
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
-    if (warp != 0) return;  // one warp issues every load
+    constexpr int kLists = Traits::SharedStorage::kLists;
+    const int32_t stride = int32_t(gridDim.x);
 
+    if (warp == 1) {
+      // -------------------------- skip-state warp --------------------------------------
+      // Fills each work tile's slot (up to kLists - 1 work tiles ahead of the consumers) and
+      // writes its mask row once the slot comes back, so neither the loads nor the consumers
+      // ever wait on the skip state's global memory.
+      const bool skipping = plan.skipping;
+      auto fill_slot = [&](int n, int32_t index) {
+        const int slot = n % kLists;
+        const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+        const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
+        uint32_t visits = 0;
+        if (skipping) {
+          // The row's call counter, then the whole read row in one round trip.
+          visits = params.row_visits[row];
+          const uint32_t* read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+          for (int32_t word = lane; word < words; word += kWarp) {
+            shared.read_mask[slot][word] = read_row[word];
+            shared.votes[slot][word] = 0u;
+          }
+          if (lane == 0) shared.row_visits[slot] = visits;
+          __syncwarp();
+        }
+        // The visit list: the policy evaluated 32 positions at a time, compacted in visit order
+        // with a ballot.
+        const QueryTilePolicy policy(plan, w.m_block, skipping ? shared.read_mask[slot] : nullptr, visits);
+        int16_t* list = shared.visit_list[slot];
+        int32_t count = 0;
+        for (int32_t base = 0; base < k_tiles; base += kWarp) {
+          const int32_t position = base + lane;
+          int32_t tile = 0;
+          bool visited = false;
+          if (position < k_tiles) {
+            tile = policy.tile_at(position);
+            visited = policy.visits(tile);
+          }
+          const uint32_t ballot = __ballot_sync(0xffffffffu, visited);
+          if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
+          count += __popc(ballot);
+        }
+        if (lane == 0) {
+          shared.visit_count[slot] = count;
+          shared.dense_row[slot] = policy.dense();
+          if (skipping) atomicAdd(&params.kept[w.bh], uint32_t(count));
+        }
+        cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
+      };
+      // Waits until the consumers and the load warp are done with the slot of work tile n (every
+      // vote is in), then writes that work tile's mask row into the other buffer and advances
+      // its call counter.
+      auto drain_slot = [&](int n, int32_t index) {
+        const int slot = n % kLists;
+        cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists) & 1);
+        if (!skipping) return;
+        const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+        const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
+        const uint32_t visits = shared.row_visits[slot];
+        const bool dense_row = shared.dense_row[slot];
+        // The new row is built where the read row was: writing needs only the policy's dense
+        // flag and must_do, not the read bits. Tiles the call did not visit stay 0.
+        uint32_t* new_row = shared.read_mask[slot];
+        for (int32_t word = lane; word < words; word += kWarp) new_row[word] = 0u;
+        __syncwarp();
+        const int16_t* list = shared.visit_list[slot];
+        const int32_t count = shared.visit_count[slot];
+        for (int32_t base = 0; base < count; base += kWarp) {
+          const int32_t position = base + lane;
+          if (position >= count) break;
+          const int32_t tile = list[position];
+          const bool voted = (shared.votes[slot][base / kWarp] >> lane) & 1u;
+          if (QueryTilePolicy::writes_keep(plan, dense_row, tile, voted)) atomicOr(&new_row[tile >> 5], 1u << (tile & 31));
+        }
+        __syncwarp();
+        uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
+        for (int32_t word = lane; word < words; word += kWarp) write_row[word] = new_row[word];
+        if (lane == 0) params.row_visits[row] = visits + 1;
+        __syncwarp();  // every lane is done with the slot before the next fill overwrites it
+      };
+
+      int n = 0;
+      for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += stride, ++n) {
+        if (n >= kLists) drain_slot(n - kLists, index - kLists * stride);
+        fill_slot(n, index);
+      }
+      for (int m = n - kLists > 0 ? n - kLists : 0; m < n; ++m) drain_slot(m, int32_t(blockIdx.x) + m * stride);
+      return;
+    }
+    if (warp != 0) return;
+
+    // ------------------------------ load warp ------------------------------------------
     Tensor mQ = params.tma_q.get_tma_tensor(make_shape(params.len_q, kHeadDim, params.heads, params.batch));
     Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.len_k, kHeadDim, params.kv_heads, params.batch));
     Tensor mVt = params.tma_v.get_tma_tensor(make_shape(kHeadDim, params.len_k, params.kv_heads, params.batch));
@@ -309,86 +406,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor tKsK = tma_k.partition_D(sK);
     Tensor tVsV = tma_v.partition_D(sVt);
 
-    constexpr int kLists = Traits::SharedStorage::kLists;
-    const bool skipping = plan.skipping;
-    // Fills the slot of work tile `n` (the n-th of this CTA, linear index `index`): the row's
-    // call counter and read mask copied from global memory (one round trip for the whole row),
-    // cleared votes, and the visit list, the skip policy evaluated 32 positions at a time and
-    // compacted in visit order with a ballot.
-    auto fill_slot = [&](int n, int32_t index) {
-      const int slot = n % kLists;
-      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
-      const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
-      uint32_t visits = 0;
-      if (skipping) {
-        visits = params.row_visits[row];
-        const uint32_t* read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
-        for (int32_t word = lane; word < words; word += kWarp) {
-          shared.read_mask[slot][word] = read_row[word];
-          shared.votes[slot][word] = 0u;
-        }
-        if (lane == 0) shared.row_visits[slot] = visits;
-        __syncwarp();
-      }
-      const QueryTilePolicy policy(plan, w.m_block, skipping ? shared.read_mask[slot] : nullptr, visits);
-      int16_t* list = shared.visit_list[slot];
-      int32_t count = 0;
-      for (int32_t base = 0; base < k_tiles; base += kWarp) {
-        const int32_t position = base + lane;
-        int32_t tile = 0;
-        bool visited = false;
-        if (position < k_tiles) {
-          tile = policy.tile_at(position);
-          visited = policy.visits(tile);
-        }
-        const uint32_t ballot = __ballot_sync(0xffffffffu, visited);
-        if (visited) list[count + __popc(ballot & ((1u << lane) - 1u))] = int16_t(tile);
-        count += __popc(ballot);
-      }
-      if (lane == 0) {
-        shared.visit_count[slot] = count;
-        if (skipping) atomicAdd(&params.kept[w.bh], uint32_t(count));
-      }
-      cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
-    };
-    // Waits until the consumers are done with the slot of work tile `n` (every vote is in), then
-    // writes that work tile's mask row into the other buffer and advances its call counter.
-    auto drain_slot = [&](int n, int32_t index) {
-      const int slot = n % kLists;
-      cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists) & 1);
-      if (!skipping) return;
-      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
-      const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
-      const uint32_t visits = shared.row_visits[slot];
-      const QueryTilePolicy policy(plan, w.m_block, shared.read_mask[slot], visits);
-      uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
-      for (int32_t word = 0; word < words; ++word) {  // one word per step, one lane per key tile
-        const int32_t tile = word * kWarp + lane;
-        const bool voted = (shared.votes[slot][word] >> lane) & 1u;
-        const bool keep = tile < k_tiles && policy.visits(tile) && policy.writes_keep(tile, voted);
-        const uint32_t bits = __ballot_sync(0xffffffffu, keep);
-        if (lane == 0) write_row[word] = bits;
-      }
-      if (lane == 0) params.row_visits[row] = visits + 1;
-      __syncwarp();  // every lane has read the slot before the next fill overwrites it
-    };
-
     PipelineState write = cutlass::make_producer_start_state<Pipeline>();
-    const int32_t stride = int32_t(gridDim.x);
     int iteration = 0;
-    if (int32_t(blockIdx.x) < params.num_work_tiles) fill_slot(0, blockIdx.x);
     for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += stride, ++iteration) {
-      // Next work tile's slot first: its global reads then overlap this tile's loads instead of
-      // delaying its first K load. Its slot was last used by work tile iteration + 1 - kLists.
-      if (index + stride < params.num_work_tiles) {
-        if (iteration + 1 >= kLists) drain_slot(iteration + 1 - kLists, index + stride - kLists * stride);
-        fill_slot(iteration + 1, index + stride);
-      }
-
       const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
       const int32_t kv_head = w.h / params.group;
       const int slot = iteration % kLists;
-      // Own list: published by this warp (one or two iterations ago); acquire for the reads.
       cutlass::arch::ClusterBarrier::wait(&shared.list_full[slot], (iteration / kLists) & 1);
       const int16_t* list = shared.visit_list[slot];
       const int32_t count = shared.visit_count[slot];
@@ -400,19 +423,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor tKgK = tma_k.partition_S(gK);
       Tensor tVgV = tma_v.partition_S(gVt);
 
-      auto load_k = [&](int32_t tile) {
-        pipeline_k.producer_acquire(write);
-        if (lane == 0)
-          copy(params.tma_k.with(*pipeline_k.producer_get_barrier(write), 0), tKgK(_, _, _, tile),
-               tKsK(_, _, _, write.index()));
-      };
-      auto load_v = [&](int32_t tile) {
-        pipeline_v.producer_acquire(write);
-        if (lane == 0)
-          copy(params.tma_v.with(*pipeline_v.producer_get_barrier(write), 0), tVgV(_, _, _, tile),
-               tVsV(_, _, _, write.index()));
-      };
-
       // Q into its buffer once the consumers' last QK^T of work tile iteration - 2 has read it.
       const int q_buffer = iteration & 1;
       if (iteration >= 2) cutlass::arch::ClusterBarrier::wait(&shared.q_empty[q_buffer], ((iteration >> 1) - 1) & 1);
@@ -422,14 +432,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       for (int32_t i = 0; i < count; ++i) {
         const int32_t tile = list[i];
-        load_k(tile);
-        load_v(tile);
+        pipeline_k.producer_acquire(write);
+        if (lane == 0)
+          copy(params.tma_k.with(*pipeline_k.producer_get_barrier(write), 0), tKgK(_, _, _, tile),
+               tKsK(_, _, _, write.index()));
+        pipeline_v.producer_acquire(write);
+        if (lane == 0)
+          copy(params.tma_v.with(*pipeline_v.producer_get_barrier(write), 0), tVgV(_, _, _, tile),
+               tVsV(_, _, _, write.index()));
         ++write;
       }
+      cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[slot]);  // done reading the list
     }
-    // The last work tiles' mask rows.
-    for (int n = iteration - kLists > 0 ? iteration - kLists : 0; n < iteration; ++n)
-      drain_slot(n, int32_t(blockIdx.x) + n * stride);
     pipeline_k.producer_tail(write);
     pipeline_v.producer_tail(write);
     return;
@@ -500,10 +514,15 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
                                 make_stride(make_stride(_1{}, _2{}, _4{}), _0{}, _8{}));
     Tensor tOrP = make_tensor<Element>(p_layout);
 
+    uint32_t position_votes = 0;  // warp-uniform
+    auto flush_votes = [&](int32_t last_position) {
+      if (lane == 0 && position_votes != 0) atomicOr(&votes[last_position >> 5], position_votes);
+      position_votes = 0;
+    };
     // Masks padding columns of the last key tile, runs the online softmax on the tile's scores,
-    // casts the skip votes, and leaves P (unnormalised) in S. Returns nothing; scale_o gets the
+    // records the skip votes, and leaves P (unnormalised) in S. Returns nothing; scale_o gets the
     // factor by which O must be rescaled.
-    auto softmax_tile = [&](auto& tSrS, int32_t tile, float (&scale_o)[2]) {
+    auto softmax_tile = [&](auto& tSrS, int32_t tile, int32_t position, float (&scale_o)[2]) {
       if (partial_last_tile && tile == k_tiles - 1) {
         const int valid_cols = params.len_k - tile * kBlockN;
         CUTLASS_PRAGMA_UNROLL
@@ -546,8 +565,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         row_sum[r] = row_sum[r] * scale_o[r] + sum;
       }
       if (skipping) {
-        // One shared atomic per warp: the tile is kept when any valid row of the tile votes keep.
-        if (__any_sync(0xffffffffu, vote) && lane == 0) atomicOr(&votes[tile >> 5], 1u << (tile & 31));
+        // The tile is kept when any valid row votes keep. Each warp collects its votes by visit
+        // position in a register and ORs them into shared memory once per 32 positions (and
+        // once at the end of the work tile); the skip-state warp maps positions to tiles.
+        if (__any_sync(0xffffffffu, vote)) position_votes |= 1u << (position & 31);
+        if ((position & 31) == 31) flush_votes(position);
       }
     };
     auto convert_p = [&](auto const& tSrS) {
@@ -584,7 +606,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pipeline_k.consumer_wait(read);
         wg_gemm<true, 0>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
         pipeline_k.consumer_release(read);
-        softmax_tile(tSrS, tile, scale_o);  // scale_o then multiplies O = 0: harmless
+        softmax_tile(tSrS, tile, 0, scale_o);  // scale_o then multiplies O = 0: harmless
         convert_p(tSrS);
       }
       for (int32_t i = 1; i < visited; ++i) {
@@ -601,11 +623,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pass_turn();
         warpgroup_wait<1>();
         pipeline_k.consumer_release(read);
-        softmax_tile(tSrS, tile, scale_o);
+        softmax_tile(tSrS, tile, i, scale_o);
         warpgroup_wait<0>();
         pipeline_v.consumer_release(read_v);
         convert_p(tSrS);
       }
+      if (skipping) flush_votes(visited - 1);
       // Q, the visit list and the votes are done with: the producer may reuse the Q buffer and
       // write out and refill the slot.
       cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
