@@ -592,7 +592,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // placement measured 2 % faster on an H200; bench/NOTES.md, run 5).
     float scale_o[2];
 
-    // This work tile's visit list, published by the producer warp, and its Q buffer.
+    // This work tile's visit list, published by the skip-state warp, and its Q buffer.
     cutlass::arch::ClusterBarrier::wait(&shared.list_full[list_slot], (iteration / Traits::SharedStorage::kLists) & 1);
     const int32_t visited = shared.visit_count[list_slot];
     const int16_t* list = shared.visit_list[list_slot];
