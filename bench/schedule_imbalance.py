@@ -1,0 +1,79 @@
+"""Load imbalance of the Hopper kernel's work-tile schedules, simulated (no GPU needed).
+
+A skipping call gives each work tile (b, h, query tile) a different number of visited key
+tiles. This script draws them from independent random masks (Binomial(k_tiles, 1 - s), as
+bench/sm90's random-mask points do), adds a fixed cost per work tile, and reports how much
+longer than an even split of the work the slowest CTA runs under
+  - round robin: CTA c runs work tiles c, c + ctas, c + 2 ctas, ... (the static schedule), and
+  - a shared counter: a CTA takes its next work tile `ahead` work tiles before it needs it
+    (ahead = 1: when it starts the previous one).
+
+usage: python3 bench/schedule_imbalance.py [--L 8192] [--heads 40] [--ctas 132] [--tile 128x144]
+"""
+import argparse
+import heapq
+
+import numpy as np
+
+
+def round_robin(work: np.ndarray, ctas: int) -> float:
+    per_cta = np.bincount(np.arange(work.size) % ctas, weights=work, minlength=ctas)
+    return float(per_cta.max())
+
+
+def shared_counter(work: np.ndarray, ctas: int, ahead: int) -> float:
+    """Makespan when each CTA keeps `ahead` work tiles reserved beyond the one it runs."""
+    queues = [[c] for c in range(ctas)]  # every CTA's first work tile is its own index
+    taken = ctas
+    for queue in queues:
+        for _ in range(ahead - 1):
+            if taken < work.size:
+                queue.append(taken)
+                taken += 1
+    events = [(0.0, c) for c in range(ctas)]
+    finish = 0.0
+    while events:
+        now, c = heapq.heappop(events)
+        if not queues[c]:
+            finish = max(finish, now)
+            continue
+        tile = queues[c].pop(0)
+        if taken < work.size:  # starting a work tile reserves the next one
+            queues[c].append(taken)
+            taken += 1
+        heapq.heappush(events, (now + work[tile], c))
+    return finish
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--L", type=int, default=8192)
+    parser.add_argument("--heads", type=int, default=40)
+    parser.add_argument("--ctas", type=int, default=132, help="SMs of the card (H100 SXM: 132)")
+    parser.add_argument("--tile", default="128x144", help="query x key tile")
+    parser.add_argument("--fixed", type=float, default=1.0, help="cost of a work tile beyond its key tiles, in key tiles")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    tile_m, tile_n = (int(x) for x in args.tile.split("x"))
+    q_tiles, k_tiles = -(-args.L // tile_m), -(-args.L // tile_n)
+    work_tiles = q_tiles * args.heads
+    rng = np.random.default_rng(args.seed)
+    print(f"L={args.L} H={args.heads}: {work_tiles} work tiles of {k_tiles} key tiles over {args.ctas} CTAs; "
+          f"slowest CTA over an even split, mean of {args.trials} trials")
+    print("sparsity  round robin  counter, 2 ahead  counter, 1 ahead")
+    for sparsity in (0.0, 0.25, 0.5, 0.75, 0.9):
+        excess = {"rr": [], "ahead2": [], "ahead1": []}
+        for _ in range(args.trials):
+            work = rng.binomial(k_tiles, 1.0 - sparsity, size=work_tiles) + args.fixed
+            even = work.sum() / args.ctas
+            excess["rr"].append(round_robin(work, args.ctas) / even - 1)
+            excess["ahead2"].append(shared_counter(work, args.ctas, 2) / even - 1)
+            excess["ahead1"].append(shared_counter(work, args.ctas, 1) / even - 1)
+        print(f"{sparsity:8.2f}  {100 * np.mean(excess['rr']):10.1f}%  {100 * np.mean(excess['ahead2']):15.1f}%"
+              f"  {100 * np.mean(excess['ahead1']):15.1f}%")
+
+
+if __name__ == "__main__":
+    main()
