@@ -7,6 +7,9 @@
 // reads buffer (visits & 1), writes buffer 1 - (visits & 1) and increments the counter. The
 // swap therefore lives in device memory next to the mask, so a call captured in a CUDA graph
 // swaps correctly on every replay, and no row depends on another row's progress.
+// `kept` holds the B * H counts of key tiles the last call computed, then one word that a GPU
+// kernel hands out its work tiles with (a per-call counter; zeroed with the counts at the start
+// of every call, so concurrent calls on different states never share it).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +43,8 @@ struct StateKey {
   std::size_t mask_bytes() const { return 2 * std::size_t(rows() * words_per_row()) * 4; }
   std::size_t row_visits_bytes() const { return std::size_t(rows()) * 4; }
   std::size_t row_max_bytes() const { return with_row_max ? std::size_t(batch * heads * len_q) * 4 : 0; }
-  std::size_t kept_bytes() const { return std::size_t(batch * heads) * 4; }
+  std::int64_t kept_words() const { return batch * heads + 1; }  // counts, then the work-tile counter
+  std::size_t kept_bytes() const { return std::size_t(kept_words()) * 4; }
   std::size_t total_bytes() const { return mask_bytes() + row_visits_bytes() + row_max_bytes() + kept_bytes(); }
 
   std::string describe() const;
@@ -53,7 +57,7 @@ struct SkipStateView {
   std::uint32_t* mask = nullptr;        // 2 * rows * words
   std::uint32_t* row_visits = nullptr;  // rows
   float* row_max = nullptr;             // B * H * Lq raw (unscaled) row maxima; NaN = none yet
-  std::uint32_t* kept = nullptr;        // B * H: key tiles computed by the last call
+  std::uint32_t* kept = nullptr;        // B * H key tiles computed by the last call, then the work-tile counter
 
   bool defined() const { return mask != nullptr; }
 };

@@ -140,7 +140,7 @@ class StateKey:
             "mask": 2 * self.rows * self.words_per_row,
             "row_visits": self.rows,
             "row_max": self.batch * self.heads * self.len_q if self.with_row_max else 0,
-            "kept": self.batch * self.heads,
+            "kept": self.batch * self.heads + 1,  # the counts, then the kernel's work-tile counter
         }
 
     @property
@@ -232,7 +232,8 @@ class SkipState:
     """One double-buffered skip state (method.md section 4), owned by the caller: one per
     (attention layer, CFG branch, KV split). Its buffers are arrays of the input's library, on the
     input's device: mask (2 * rows * words uint32), row_visits (rows), row_max (B*H*Lq float32,
-    the 'previous' criterion only), kept (B*H) and cumulative (B*H int64, for statistics)."""
+    the 'previous' criterion only), kept (B*H counts + the kernel's work-tile counter) and
+    cumulative (the same length, int64, for statistics)."""
 
     def __init__(self):
         self.key: Optional[StateKey] = None
@@ -318,8 +319,9 @@ class SkipState:
         k = self.key
         if k is None:
             return SkipStats()
-        kept = self.lib.to_numpy(self.kept).view(np.uint32).astype(np.int64).reshape(k.batch, k.heads)
-        cum = self.lib.to_numpy(self.cumulative).astype(np.int64).reshape(k.batch, k.heads)
+        counts = k.batch * k.heads  # the buffers end with the work-tile counter's word
+        kept = self.lib.to_numpy(self.kept).view(np.uint32)[:counts].astype(np.int64).reshape(k.batch, k.heads)
+        cum = self.lib.to_numpy(self.cumulative)[:counts].astype(np.int64).reshape(k.batch, k.heads)
         visits = self.lib.to_numpy(self.row_visits).view(np.uint32)
         planned = self.tile_mask(True).sum(axis=(0, 2, 3))
         return SkipStats(

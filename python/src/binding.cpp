@@ -168,7 +168,7 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
   view.key = key;
   view.mask = state_buffer<std::uint32_t>(mask, "state.mask", std::int64_t(key.mask_bytes() / 4), nb::dtype<std::uint32_t>(), key.device);
   view.row_visits = state_buffer<std::uint32_t>(row_visits, "state.row_visits", key.rows(), nb::dtype<std::uint32_t>(), key.device);
-  view.kept = state_buffer<std::uint32_t>(kept, "state.kept", key.batch * key.heads, nb::dtype<std::uint32_t>(), key.device);
+  view.kept = state_buffer<std::uint32_t>(kept, "state.kept", key.kept_words(), nb::dtype<std::uint32_t>(), key.device);
   if (key.with_row_max)
     view.row_max = state_buffer<float>(row_max, "state.row_max", key.batch * key.heads * key.len_q, nb::dtype<float>(), key.device);
   return view;

@@ -168,7 +168,7 @@ SkipStats SkipState::stats() const {
   const auto& k = view_.key;
   const auto nq = k.q_tiles(), words = k.words_per_row();
   s.tiles_per_head = k.batch * nq * k.k_tiles();
-  std::vector<std::uint32_t> kept(static_cast<std::size_t>(k.batch * k.heads));
+  std::vector<std::uint32_t> kept(static_cast<std::size_t>(k.kept_words()));
   copy_out(view_, kept.data(), view_.kept, k.kept_bytes());
   const auto visits = row_visits();
   const auto mask = read_mask();

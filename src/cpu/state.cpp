@@ -18,7 +18,7 @@ void reset_state_cpu(const SkipStateView& view) {
     }
   }
   std::fill(view.row_visits, view.row_visits + key.rows(), 0u);
-  std::fill(view.kept, view.kept + key.batch * key.heads, 0u);
+  std::fill(view.kept, view.kept + key.kept_words(), 0u);
   if (view.row_max) std::fill(view.row_max, view.row_max + key.batch * key.heads * key.len_q, std::numeric_limits<float>::quiet_NaN());
 }
 

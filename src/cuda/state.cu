@@ -34,7 +34,7 @@ void reset_state_cuda(const SkipStateView& view, void* stream) {
   const std::int64_t words = key.words_per_row();
   const std::int64_t mask_words = 2 * rows * words;
   const std::int64_t row_max_count = key.with_row_max ? key.batch * key.heads * key.len_q : 0;
-  const std::int64_t kept_count = key.batch * key.heads;
+  const std::int64_t kept_count = key.kept_words();
   std::int64_t work = mask_words;
   if (rows > work) work = rows;
   if (row_max_count > work) work = row_max_count;

@@ -1,7 +1,9 @@
 // The Hopper (sm_90a) LiteAttention forward kernel.
 //
 // Design (FlashAttention-3 family, written for this project):
-// - Persistent grid: one CTA per SM walks the work tiles (b, h, query tile) round-robin.
+// - Persistent grid: one CTA per SM walks the work tiles (b, h, query tile): round-robin in
+//   dense calls; in skipping calls, where work tiles hold different numbers of key tiles, each
+//   CTA takes its next work tile from a per-call counter, so none is left with most of the work.
 // - Warp specialization: warpgroup 0 is the producer (registers given back with setmaxnreg):
 //   its warp 0 issues the TMA loads, its warp 1 owns the skip state. Warpgroups 1 and 2 are
 //   consumers (64 query rows each, wgmma, online softmax, skip votes; registers raised).
@@ -138,6 +140,7 @@ struct KernelTraits {
     static constexpr int kLists = 3;
     alignas(8) uint64_t list_full[kLists];
     alignas(8) uint64_t list_empty[kLists];
+    int32_t work_index[kLists];                   // the slot's work tile (linear index); -1: no more
     int32_t visit_count[kLists];
     uint32_t row_visits[kLists];                  // the row's call counter when the slot was filled
     bool dense_row[kLists];                       // the slot's QueryTilePolicy::dense()
@@ -168,6 +171,9 @@ struct Params {
   uint32_t* row_visits;
   float* row_max;  // criterion previous only
   uint32_t* kept;
+  // Skipping calls hand out work tiles dynamically: each CTA takes its next one from this per-call
+  // counter (the word after the kept counts, zeroed before the launch). Null: static round robin.
+  uint32_t* work_counter;
   // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).
   bool schedule_warpgroups;
 };
@@ -309,7 +315,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
     if (warp == 1) {
       // -------------------------- skip-state warp --------------------------------------
-      // Fills each work tile's slot (up to kLists - 1 work tiles ahead of the consumers) and
+      // Fills each work tile's slot (one work tile ahead of the consumers) and
       // writes its mask row once the slot comes back, so neither the loads nor the consumers
       // ever wait on the skip state's global memory. At the producer's 24 registers this code
       // spills 40 bytes (ptxas warns): a few local loads per work tile, off the critical path.
@@ -348,6 +354,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           count += __popc(ballot);
         }
         if (lane == 0) {
+          shared.work_index[slot] = index;
           shared.visit_count[slot] = count;
           shared.dense_row[slot] = policy.dense();
           if (skipping) atomicAdd(&params.kept[w.bh], uint32_t(count));
@@ -357,11 +364,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // Waits until the consumers and the load warp are done with the slot of work tile n (every
       // vote is in), then writes that work tile's mask row into the other buffer and advances
       // its call counter.
-      auto drain_slot = [&](int n, int32_t index) {
+      auto drain_slot = [&](int n) {
         const int slot = n % kLists;
         cutlass::arch::ClusterBarrier::wait(&shared.list_empty[slot], (n / kLists) & 1);
         if (!skipping) return;
-        const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+        const WorkTile w = decode_work_tile(shared.work_index[slot], q_tiles, params.heads);
         const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
         const uint32_t visits = shared.row_visits[slot];
         const bool dense_row = shared.dense_row[slot];
@@ -386,12 +393,35 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         __syncwarp();  // every lane is done with the slot before the next fill overwrites it
       };
 
+      // Work tile n is taken only once the consumers are done with work tile n - 2 (its slot
+      // drained), one work tile ahead of them: late enough that the dynamic schedule can still
+      // balance the CTAs at the end, early enough that the slot is filled before the load warp
+      // needs it. Its slot was last used by work tile n - 3, drained one step earlier.
+      constexpr int kLag = kLists - 1;
+      int32_t index = blockIdx.x;  // the first work tile of every CTA is static
       int n = 0;
-      for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += stride, ++n) {
-        if (n >= kLists) drain_slot(n - kLists, index - kLists * stride);
+      for (;; ++n) {
+        if (n >= kLag) drain_slot(n - kLag);
+        if (n > 0) {
+          if (params.work_counter == nullptr) {
+            index += stride;
+          } else {
+            uint32_t taken = 0;
+            if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
+            index = stride + int32_t(__shfl_sync(0xffffffffu, taken, 0));
+          }
+        }
+        if (index >= params.num_work_tiles) {
+          // No more work: an end marker in the slot stops the load warp and the consumers.
+          const int slot = n % kLists;
+          if (lane == 0) shared.work_index[slot] = -1;
+          cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);
+          break;
+        }
         fill_slot(n, index);
       }
-      for (int m = n - kLists > 0 ? n - kLists : 0; m < n; ++m) drain_slot(m, int32_t(blockIdx.x) + m * stride);
+      // n work tiles were filled; the last kLag - 1 of them are not drained yet.
+      for (int m = n - kLag + 1 > 0 ? n - kLag + 1 : 0; m < n; ++m) drain_slot(m);
       return;
     }
     if (warp != 0) return;
@@ -408,12 +438,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     Tensor tVsV = tma_v.partition_D(sVt);
 
     PipelineState write = cutlass::make_producer_start_state<Pipeline>();
-    int iteration = 0;
-    for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += stride, ++iteration) {
-      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
-      const int32_t kv_head = w.h / params.group;
+    for (int iteration = 0;; ++iteration) {
       const int slot = iteration % kLists;
       cutlass::arch::ClusterBarrier::wait(&shared.list_full[slot], (iteration / kLists) & 1);
+      const int32_t index = shared.work_index[slot];
+      if (index < 0) break;
+      const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+      const int32_t kv_head = w.h / params.group;
       const int16_t* list = shared.visit_list[slot];
       const int32_t count = shared.visit_count[slot];
 
@@ -485,10 +516,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   if (schedule && consumer_wg == 0) cutlass::arch::NamedBarrier::arrive(kMmaThreads, uint32_t(Barrier::wg_turn));
 
   PipelineState read;  // starts at stage 0, phase 0 (consumer start state)
-  int iteration = 0;
-  for (int32_t index = blockIdx.x; index < params.num_work_tiles; index += gridDim.x, ++iteration) {
-    const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+  for (int iteration = 0;; ++iteration) {
+    // This work tile's slot (visit list, votes), published by the skip-state warp.
     const int list_slot = iteration % Traits::SharedStorage::kLists;
+    cutlass::arch::ClusterBarrier::wait(&shared.list_full[list_slot], (iteration / Traits::SharedStorage::kLists) & 1);
+    const int32_t index = shared.work_index[list_slot];
+    if (index < 0) break;
+    const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
     uint32_t* votes = shared.votes[list_slot];
 
     int global_row[2];
@@ -593,8 +627,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     // placement measured 2 % faster on an H200; bench/NOTES.md, run 5).
     float scale_o[2];
 
-    // This work tile's visit list, published by the skip-state warp, and its Q buffer.
-    cutlass::arch::ClusterBarrier::wait(&shared.list_full[list_slot], (iteration / Traits::SharedStorage::kLists) & 1);
+    // Its Q buffer.
     const int32_t visited = shared.visit_count[list_slot];
     const int16_t* list = shared.visit_list[list_slot];
     const int q_buffer = iteration & 1;

@@ -62,6 +62,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     params.row_visits = args.state.row_visits;
     params.row_max = args.state.row_max;
     params.kept = args.state.kept;
+    // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter.
+    params.work_counter = args.state.kept + plan.batch * plan.heads;
   }
 
   params.schedule_warpgroups = info.schedule_warpgroups;
@@ -78,7 +80,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
 
   auto stream = static_cast<cudaStream_t>(info.stream);
   if (plan.skipping) {
-    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, size_t(plan.batch * plan.heads) * sizeof(uint32_t), stream));
+    // The kept counts and the work-tile counter after them.
+    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, args.state.key.kept_bytes(), stream));
   }
   const int grid = params.num_work_tiles < info.sm_count ? params.num_work_tiles : info.sm_count;
   kernel<<<grid, T::kThreads, T::kSharedBytes, stream>>>(params);
