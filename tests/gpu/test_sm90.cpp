@@ -364,6 +364,14 @@ std::vector<std::string> run_config(const Config& cfg) {
              ", expected " + std::to_string(visited));
     }
 
+    // Every CTA takes work tiles from the call's counter until it gets one past the end, so the
+    // counter ends at exactly the number of work tiles (with the kept counts above and the
+    // outputs, this shows each work tile ran once).
+    std::uint32_t work_counter = 0;
+    CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + cfg.B * cfg.H, 4, cudaMemcpyDeviceToHost));
+    if (i64(work_counter) != cfg.B * cfg.H * g.nq)
+      fail(at + "work-tile counter ends at " + std::to_string(work_counter) + ", expected " + std::to_string(cfg.B * cfg.H * g.nq));
+
     // The CPU reference backend on the same read state writes the same mask (up to margins).
     load_cpu_state(cstate, read, stored);
     liteattn::attention(cargs, cstate);
