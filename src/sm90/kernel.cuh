@@ -278,6 +278,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int32_t k_tiles = int32_t(plan.k_tiles);
   const int64_t state_rows = plan.batch * plan.heads * plan.q_tiles;
   const int32_t words = int32_t(plan.words);
+  const bool skipping = plan.skipping;  // reads and writes the skip state
 
   if (warp == 0 && lane == 0) {
     cute::prefetch_tma_descriptor(params.tma_q.get_tma_descriptor());
@@ -319,7 +320,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // writes its mask row once the slot comes back, so neither the loads nor the consumers
       // ever wait on the skip state's global memory. At the producer's 24 registers this code
       // spills 40 bytes (ptxas warns): a few local loads per work tile, off the critical path.
-      const bool skipping = plan.skipping;
       auto fill_slot = [&](int n, int32_t index) {
         const int slot = n % kLists;
         const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
@@ -500,7 +500,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const int col_in_quad = (lane % 4) * 2;
   const float scale_log2 = plan.scale_log2;
   const float threshold = plan.threshold;
-  const bool skipping = plan.skipping;
   const bool previous_criterion = plan.criterion == Criterion::previous;
   const bool partial_last_tile = (params.len_k % kBlockN) != 0;
 
