@@ -531,12 +531,10 @@ int main(int argc, char** argv) {
         CHECK(cudaStreamSynchronize(stream));
       }
       host_us = median(us);
-      // Back to back: 10 calls enqueued without syncs in between, so the CPU is not waking up
-      // from a stream sync at each call; this is how a model's layers call it.
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int r = 0; r < 10; ++r) liteattn::attention(args);
-      const auto t1 = std::chrono::steady_clock::now();
-      host_enqueue_us = std::chrono::duration<double, std::micro>(t1 - t0).count() / 10;
+      // Back to back: calls enqueued without syncs in between, so the CPU is not waking up from
+      // a stream sync at each call; this is how a model's layers call it. The median of the
+      // per-call times: one call that the OS preempts must not stand for all of them.
+      host_enqueue_us = median_us([&] { liteattn::attention(args); }, 30);
       CHECK(cudaStreamSynchronize(stream));
       const double validate_us = median_us([&] { liteattn::validate(args); }, 20);
       std::fprintf(stderr, "L=%ld H=%ld: attention() host time %.1f us, of which validate %.1f us\n", s.L, s.H, host_us, validate_us);

@@ -395,10 +395,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 
       // Work tile n is taken (and its slot filled) once the consumers are done with work tile
       // n - 3, whose slot it reuses: two work tiles ahead of the consumers, so the fill's global
-      // reads never hold up the load warp. Taking it one work tile later would balance the CTAs
-      // slightly better (a simulation of (8192, 40) at s = 0.9: 7 % instead of 9 % over an even
-      // split, against 21 % for round robin) but could stall the loads behind work tiles of very
-      // few key tiles.
+      // reads never hold up the load warp. Taking it one work tile later balances the CTAs
+      // slightly better in simulation (7 % instead of 9 % over an even split at (8192, 40),
+      // s = 0.9) but measured no faster on an H100 (bench/NOTES.md, run 11).
       constexpr int kLag = kLists;
       int32_t index = blockIdx.x;  // the first work tile of every CTA is static
       int n = 0;
