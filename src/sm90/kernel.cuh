@@ -129,7 +129,7 @@ struct KernelTraits {
     typename Pipeline::SharedStorage pipeline_k;
     typename Pipeline::SharedStorage pipeline_v;
     alignas(8) uint64_t q_full[2];   // TMA transaction barrier of each Q buffer
-    alignas(8) uint64_t q_empty[2];  // every consumer thread arrives after its last QK^T
+    alignas(8) uint64_t q_empty[2];  // every consumer thread arrives after its epilogue
     // One slot per work tile in flight, a 3-deep channel from the skip-state warp to the load
     // warp and the consumers (full: the skip-state warp's 32 lanes arrive; empty: the load warp
     // arrives after its last list read, every consumer thread after its last read and vote).
@@ -176,11 +176,15 @@ struct Params {
   uint32_t* work_counter;
   // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).
   bool schedule_warpgroups;
+  // out's base and its batch, row and head strides are multiples of 16 bytes: the epilogue can
+  // stage O in shared memory and write whole 16-byte chunks.
+  bool out_aligned_16;
 };
 
 // Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
 // wg_turn + w: consumer warpgroup w may issue its next GEMMs (see the consumer main loop).
-enum class Barrier : uint32_t { wg_turn = 0 };
+// epilogue + w: consumer warpgroup w has staged its rows of O in shared memory.
+enum class Barrier : uint32_t { wg_turn = 0, epilogue = 2 };
 
 // ------------------------------------------------------------------------------------------
 // Small device helpers.
@@ -664,9 +668,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         convert_p(tSrS);
       }
       if (skipping) flush_votes(visited - 1);
-      // Q, the visit list and the votes are done with: the producer may reuse the Q buffer and
-      // write out and refill the slot.
-      cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
+      // The visit list and the votes are done with: the producer may write out and refill the
+      // slot. (The Q buffer is released after the epilogue, which stages O in it.)
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
       rescale_o(scale_o);
       pipeline_v.consumer_wait(read);
@@ -674,7 +677,6 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       pipeline_v.consumer_release(read);
       ++read;
     } else {
-      cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
     }
 
@@ -697,16 +699,49 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
     }
     Element* out = static_cast<Element*>(params.out) + w.b * params.out_stride_b + w.h * params.out_stride_h;
-    CUTLASS_PRAGMA_UNROLL
-    for (int r = 0; r < 2; ++r) {
-      if (!row_valid[r]) continue;
-      Element* out_row = out + int64_t(global_row[r]) * params.out_stride_l + col_in_quad;
+    if (params.out_aligned_16) {
+      // O goes through this warpgroup's rows of the Q buffer (its last QK^T has read them; the
+      // other warpgroup's QK^T reads only its own rows), then out in 16-byte chunks: 8 full-sector
+      // stores per thread instead of 64 half-sector ones (the epilogue was ~1 µs per work tile,
+      // bench/NOTES.md run 13). The swizzled Q layout keeps both sides free of bank conflicts.
+      Tensor sO = sQ(_, _, q_buffer);
       CUTLASS_PRAGMA_UNROLL
-      for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
-        const uint32_t v = pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
-        *reinterpret_cast<uint32_t*>(out_row + nb * 8) = v;
+      for (int r = 0; r < 2; ++r) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
+          *reinterpret_cast<uint32_t*>(&sO(local_row0 + 8 * r, nb * 8 + col_in_quad)) =
+              pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
+        }
+      }
+      cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, uint32_t(Barrier::epilogue) + consumer_wg);
+      constexpr int kChunksPerRow = kHeadDim / 8;
+      constexpr int kRowsPerWarpgroup = kBlockM / 2;
+      const int wg_thread = thread % cutlass::NumThreadsPerWarpGroup;
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = wg_thread; c < kRowsPerWarpgroup * kChunksPerRow; c += cutlass::NumThreadsPerWarpGroup) {
+        const int row = consumer_wg * kRowsPerWarpgroup + c / kChunksPerRow;
+        const int col = (c % kChunksPerRow) * 8;
+        const int row_global = w.m_block * kBlockM + row;
+        if (row_global < params.len_q)
+          *reinterpret_cast<uint4*>(out + int64_t(row_global) * params.out_stride_l + col) =
+              *reinterpret_cast<const uint4*>(&sO(row, col));
+      }
+    } else {
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        if (!row_valid[r]) continue;
+        Element* out_row = out + int64_t(global_row[r]) * params.out_stride_l + col_in_quad;
+        CUTLASS_PRAGMA_UNROLL
+        for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
+          const uint32_t v = pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
+          *reinterpret_cast<uint32_t*>(out_row + nb * 8) = v;
+        }
       }
     }
+    // Q (and the staged O) are done with: the producer may load the next Q into this buffer. The
+    // proxy fence orders the staging writes before the TMA's (async-proxy) writes to the buffer.
+    if (params.out_aligned_16) cutlass::arch::fence_view_async_shared();
+    cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
   }
 }
 

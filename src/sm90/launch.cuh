@@ -51,6 +51,9 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   params.out_stride_b = args.out.stride[0];
   params.out_stride_l = args.out.stride[1];
   params.out_stride_h = args.out.stride[2];
+  constexpr int64_t kChunk = 16 / int64_t(sizeof(Element));  // elements per 16 bytes
+  params.out_aligned_16 = reinterpret_cast<std::uintptr_t>(args.out.data) % 16 == 0 && args.out.stride[0] % kChunk == 0 &&
+                          args.out.stride[1] % kChunk == 0 && args.out.stride[2] % kChunk == 0;
   if (args.lse.defined()) {
     params.lse = static_cast<float*>(args.lse.data);
     params.lse_stride_b = args.lse.stride[0];
