@@ -21,7 +21,10 @@
 //   softmax) and a warp vote; each warp ORs its votes into the slot once per 32 visit positions.
 //   When the consumers are done with a work tile, the skip-state warp maps the votes to key tiles
 //   and writes the mask row, so skip-state memory never stalls a load or a consumer.
-// - Q is double-buffered: a work tile's Q loads while the previous one computes.
+// - Q is double-buffered: a work tile's Q loads while the previous one computes. Each consumer
+//   warpgroup stages its rows of O in its rows of the Q buffer after its last QK^T and writes
+//   them out in 16-byte chunks (4-byte stores straight from registers when out is not 16-byte
+//   aligned); the buffer goes back to the producer after that.
 #pragma once
 
 #include <cstdint>
