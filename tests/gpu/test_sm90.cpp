@@ -68,18 +68,20 @@ struct DeviceBuffer {
 
 constexpr liteattn::Device kGpu{liteattn::DeviceKind::cuda, 0};
 
-// A device copy of a host tensor with the same strides.
-TensorView upload(const HostTensor& t, DeviceBuffer& buffer) {
-  buffer = DeviceBuffer(t.bytes().size());
-  CUDA_OK(cudaMemcpy(buffer.ptr, t.bytes().data(), t.bytes().size(), cudaMemcpyHostToDevice));
+// A device copy of a host tensor with the same strides, starting `offset` bytes into the buffer
+// (an offset that is not a multiple of 16 gives a tensor the Hopper kernel cannot read or write
+// in 16-byte chunks).
+TensorView upload(const HostTensor& t, DeviceBuffer& buffer, std::size_t offset = 0) {
+  buffer = DeviceBuffer(offset + t.bytes().size());
   TensorView v = t.view();
-  v.data = buffer.ptr;
+  v.data = static_cast<std::uint8_t*>(buffer.ptr) + offset;
   v.device = kGpu;
+  CUDA_OK(cudaMemcpy(v.data, t.bytes().data(), t.bytes().size(), cudaMemcpyHostToDevice));
   return v;
 }
 
-void download(HostTensor& t, const DeviceBuffer& buffer) {
-  CUDA_OK(cudaMemcpy(t.view().data, buffer.ptr, t.bytes().size(), cudaMemcpyDeviceToHost));
+void download(HostTensor& t, const DeviceBuffer& buffer, std::size_t offset = 0) {
+  CUDA_OK(cudaMemcpy(t.view().data, static_cast<const std::uint8_t*>(buffer.ptr) + offset, t.bytes().size(), cudaMemcpyDeviceToHost));
 }
 
 // Device copies of a problem's q, k, v and out (and lse when asked for) with the call arguments
@@ -280,11 +282,7 @@ std::vector<std::string> run_config(const Config& cfg) {
   // With the packed layout, out also starts 8 bytes past a 16-byte boundary: the kernel's
   // epilogue then takes its 4-byte store path instead of the 16-byte staged one.
   const std::size_t out_shift = cfg.layout == Layout::packed_qkv ? 8 : 0;
-  dout = DeviceBuffer(p.out.bytes().size() + 16);
-  gargs.out = p.out.view();
-  gargs.out.data = static_cast<std::uint8_t*>(dout.ptr) + out_shift;
-  gargs.out.device = kGpu;
-  CUDA_OK(cudaMemcpy(gargs.out.data, p.out.bytes().data(), p.out.bytes().size(), cudaMemcpyHostToDevice));
+  gargs.out = upload(p.out, dout, out_shift);
   dlse = DeviceBuffer(std::size_t(cfg.B * cfg.H * cfg.Lq) * 4);
   gargs.lse = p.lse.view();
   gargs.lse.data = dlse.ptr;
@@ -327,7 +325,7 @@ std::vector<std::string> run_config(const Config& cfg) {
       fail(std::string("step ") + std::to_string(step) + " threw: " + e.what());
       return failures;
     }
-    CUDA_OK(cudaMemcpy(p.out.view().data, gargs.out.data, p.out.bytes().size(), cudaMemcpyDeviceToHost));
+    download(p.out, dout, out_shift);
     CUDA_OK(cudaMemcpy(lse.data(), dlse.ptr, dlse.bytes, cudaMemcpyDeviceToHost));
     const auto written = gstate.read_mask();
     const std::string at = "step " + std::to_string(step) + ": ";
