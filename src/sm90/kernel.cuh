@@ -5,8 +5,9 @@
 //   dense calls; in skipping calls, where work tiles hold different numbers of key tiles, each
 //   CTA takes its next work tile from a per-call counter, so none is left with most of the work.
 // - Warp specialization: warpgroup 0 is the producer (registers given back with setmaxnreg):
-//   its warp 0 issues the TMA loads, its warp 1 owns the skip state. Warpgroups 1 and 2 are
-//   consumers (64 query rows each, wgmma, online softmax, skip votes; registers raised).
+//   its warp 0 issues the TMA loads, its warp 1 owns the skip state, its warp 2 stores O.
+//   Warpgroups 1 and 2 are consumers (64 query rows each, wgmma, online softmax, skip votes;
+//   registers raised).
 // - K and V flow through a multi-stage shared-memory pipeline (mbarriers, PipelineTmaAsync).
 //   The skip-state warp turns each work tile's skip policy into a list of the key tiles it
 //   visits (32 positions per step, ballot + popc) in a shared-memory slot, up to two work tiles
@@ -21,10 +22,11 @@
 //   softmax) and a warp vote; each warp ORs its votes into the slot once per 32 visit positions.
 //   When the consumers are done with a work tile, the skip-state warp maps the votes to key tiles
 //   and writes the mask row, so skip-state memory never stalls a load or a consumer.
-// - Q is double-buffered: a work tile's Q loads while the previous one computes. Each consumer
-//   warpgroup stages its rows of O in its rows of the Q buffer after its last QK^T and writes
-//   them out in 16-byte chunks (4-byte stores straight from registers when out is not 16-byte
-//   aligned); the buffer goes back to the producer after that.
+// - Q is double-buffered: a work tile's Q loads while the previous one computes. The consumers
+//   stage O in the Q buffer after their last QK^T and go on to the next work tile; the store
+//   warp writes the staged tile out with the TMA and then gives the buffer back to the load
+//   warp. (When out is not 16-byte aligned the consumers store O from registers, 4 bytes at a
+//   time, and the store warp only passes the buffer on.)
 #pragma once
 
 #include <cstdint>
@@ -117,6 +119,18 @@ struct KernelTraits {
       make_tensor(make_gmem_ptr(static_cast<Element const*>(nullptr)), GmemShape{}, GmemStrideVt{}),
       take<0, 2>(SmemLayoutVt{}), Shape<Int<kHeadDim>, Int<kBlockN>>{}, _1{}));
 
+  // The store warp writes O from where the consumers staged it, the Q buffer, with the TMA in
+  // boxes of kBlockM x 64: each box is one 16 KB block of the 128-byte-swizzled Q layout (a
+  // swizzle row is 64 elements wide).
+  static constexpr int kBoxColumnsO = 64;
+  using SmemLayoutOBox = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<Element>{},
+                                                Shape<Int<kBlockM>, Int<kBoxColumnsO>>{}));
+  using TmaO = decltype(make_tma_copy(
+      SM90_TMA_STORE{},
+      make_tensor(make_gmem_ptr(static_cast<Element*>(nullptr)), GmemShape{}, GmemStrideQK{}),
+      SmemLayoutOBox{}, Shape<Int<kBlockM>, Int<kBoxColumnsO>>{}, _1{}));
+  static_assert(kHeadDim % kBoxColumnsO == 0, "O is stored in whole boxes");
+
   static constexpr uint32_t kBytesQ = uint32_t(size(take<0, 2>(SmemLayoutQ{})) * sizeof(Element));
   static constexpr uint32_t kBytesK = uint32_t(size(take<0, 2>(SmemLayoutK{})) * sizeof(Element));
   static constexpr uint32_t kBytesV = uint32_t(size(take<0, 2>(SmemLayoutVt{})) * sizeof(Element));
@@ -132,10 +146,12 @@ struct KernelTraits {
     typename Pipeline::SharedStorage pipeline_k;
     typename Pipeline::SharedStorage pipeline_v;
     alignas(8) uint64_t q_full[2];   // TMA transaction barrier of each Q buffer
-    alignas(8) uint64_t q_empty[2];  // every consumer thread arrives after its epilogue
+    alignas(8) uint64_t o_staged[2];  // every consumer thread arrives once its rows of O are staged (or stored)
+    alignas(8) uint64_t q_empty[2];   // the store warp arrives once the staged O has been read out
     // One slot per work tile in flight, a 3-deep channel from the skip-state warp to the load
-    // warp and the consumers (full: the skip-state warp's 32 lanes arrive; empty: the load warp
-    // arrives after its last list read, every consumer thread after its last read and vote).
+    // warp, the store warp and the consumers (full: the skip-state warp's 32 lanes arrive; empty:
+    // the load warp arrives after its last list read, the store warp once it has read the work
+    // tile, every consumer thread after its last read and vote).
     // The skip-state warp owns the skip state's global memory: it copies the read mask row into
     // the slot and turns it into the visit list, the consumers vote into the slot, and it writes
     // the new mask row when the slot comes back. So neither the loads nor the consumers ever
@@ -162,6 +178,7 @@ struct Params {
   typename Traits::TmaQ tma_q;
   typename Traits::TmaK tma_k;
   typename Traits::TmaV tma_v;
+  typename Traits::TmaO tma_o;  // built only when out_aligned_16
   CallPlan plan;
   int32_t len_q, len_k, heads, kv_heads, batch, group;  // group = heads / kv_heads
   int32_t num_work_tiles;
@@ -179,15 +196,14 @@ struct Params {
   uint32_t* work_counter;
   // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).
   bool schedule_warpgroups;
-  // out's base and its batch, row and head strides are multiples of 16 bytes: the epilogue can
-  // stage O in shared memory and write whole 16-byte chunks.
+  // out can be written by the TMA (base and strides multiples of 16 bytes): the consumers stage
+  // O in shared memory for the store warp (tma_o). Otherwise they store it from registers.
   bool out_aligned_16;
 };
 
 // Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
 // wg_turn + w: consumer warpgroup w may issue its next GEMMs (see the consumer main loop).
-// epilogue + w: consumer warpgroup w has staged its rows of O in shared memory.
-enum class Barrier : uint32_t { wg_turn = 0, epilogue = 2 };
+enum class Barrier : uint32_t { wg_turn = 0 };
 
 // ------------------------------------------------------------------------------------------
 // Small device helpers.
@@ -293,11 +309,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     cute::prefetch_tma_descriptor(params.tma_v.get_tma_descriptor());
     for (int i = 0; i < 2; ++i) {
       cutlass::arch::ClusterTransactionBarrier::init(&shared.q_full[i], 1);
-      cutlass::arch::ClusterBarrier::init(&shared.q_empty[i], kMmaThreads);
+      cutlass::arch::ClusterBarrier::init(&shared.o_staged[i], kMmaThreads);
+      cutlass::arch::ClusterBarrier::init(&shared.q_empty[i], 1);
     }
     for (int i = 0; i < Traits::SharedStorage::kLists; ++i) {
       cutlass::arch::ClusterBarrier::init(&shared.list_full[i], kWarp);
-      cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads + kWarp);
+      cutlass::arch::ClusterBarrier::init(&shared.list_empty[i], kMmaThreads + 2 * kWarp);
     }
   }
 
@@ -435,6 +452,40 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       for (int m = n - kLag + 1 > 0 ? n - kLag + 1 : 0; m < n; ++m) drain_slot(m);
       return;
     }
+    if (warp == 2) {
+      // ------------------------------ store warp -------------------------------------
+      // Follows the consumers through the work tiles: once both consumer warpgroups have
+      // staged a work tile's O, it stores the tile with the TMA, waits until the TMA has read
+      // the staged tile and hands the Q buffer back to the load warp. No consumer waits for a
+      // store, and the stores run while the consumers compute the next work tile.
+      Tensor mO = params.tma_o.get_tma_tensor(make_shape(params.len_q, kHeadDim, params.heads, params.batch));
+      auto tma_o = params.tma_o.get_slice(_0{});
+      for (int iteration = 0;; ++iteration) {
+        const int slot = iteration % kLists;
+        cutlass::arch::ClusterBarrier::wait(&shared.list_full[slot], (iteration / kLists) & 1);
+        const int32_t index = shared.work_index[slot];
+        cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[slot]);  // only the index was needed
+        if (index < 0) break;
+        const int q_buffer = iteration & 1;
+        cutlass::arch::ClusterBarrier::wait(&shared.o_staged[q_buffer], (iteration >> 1) & 1);
+        if (params.out_aligned_16 && lane == 0) {
+          const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
+          constexpr int kBox = Traits::kBoxColumnsO;
+          CUTLASS_PRAGMA_UNROLL
+          for (int c = 0; c < kHeadDim / kBox; ++c) {
+            // Rows past len_q (a partial last query tile) are outside the tensor map: not stored.
+            Tensor gO = local_tile(mO(_, _, w.h, w.b), Shape<Int<kBlockM>, Int<kBox>>{}, make_coord(w.m_block, c));
+            Tensor sBox = make_tensor(make_smem_ptr(&sQ(0, c * kBox, q_buffer)), typename Traits::SmemLayoutOBox{});
+            copy(params.tma_o, tma_o.partition_S(sBox), tma_o.partition_D(gO));
+          }
+          tma_store_arrive();
+          tma_store_wait<0>();  // the TMA has read the staged tile (its writes complete on their own)
+        }
+        __syncwarp();
+        if (lane == 0) cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
+      }
+      return;
+    }
     if (warp != 0) return;
 
     // ------------------------------ load warp ------------------------------------------
@@ -466,7 +517,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       Tensor tKgK = tma_k.partition_S(gK);
       Tensor tVgV = tma_v.partition_S(gVt);
 
-      // Q into its buffer once the consumers' last QK^T of work tile iteration - 2 has read it.
+      // Q into its buffer once work tile iteration - 2 has been stored out of it.
       const int q_buffer = iteration & 1;
       if (iteration >= 2) cutlass::arch::ClusterBarrier::wait(&shared.q_empty[q_buffer], ((iteration >> 1) - 1) & 1);
       if (lane == 0) {
@@ -674,7 +725,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       }
       if (skipping) flush_votes(visited - 1);
       // The visit list and the votes are done with: the producer may write out and refill the
-      // slot. (The Q buffer is released after the epilogue, which stages O in it.)
+      // slot. (The Q buffer is not: the epilogue stages O in it.)
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
       rescale_o(scale_o);
       pipeline_v.consumer_wait(read);
@@ -703,50 +754,35 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           params.row_max[int64_t(w.bh) * params.len_q + global_row[r]] = row_max[r];
       }
     }
-    Element* out = static_cast<Element*>(params.out) + w.b * params.out_stride_b + w.h * params.out_stride_h;
+    // Row r's pair of O values in key-column block nb, normalized and packed for out.
+    auto normalized_pair = [&](int r, int nb) {
+      return pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
+    };
     if (params.out_aligned_16) {
-      // O goes through this warpgroup's rows of the Q buffer (its last QK^T has read them; the
-      // other warpgroup's QK^T reads only its own rows), then out in 16-byte chunks: 8 full-sector
-      // stores per thread instead of 64 half-sector ones (the epilogue was ~1 µs per work tile,
-      // bench/NOTES.md run 13). The swizzled Q layout keeps both sides free of bank conflicts.
+      // O goes into this warpgroup's rows of the Q buffer (its last QK^T has read them; the other
+      // warpgroup's QK^T reads only its own rows) for the store warp's TMA store. The swizzled Q
+      // layout keeps these writes free of bank conflicts and is the layout the TMA reads. (Storing
+      // from registers costs 64 half-sector stores per thread, ~1 µs per work tile: NOTES run 13.)
       Tensor sO = sQ(_, _, q_buffer);
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < 2; ++r) {
         CUTLASS_PRAGMA_UNROLL
-        for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
-          *reinterpret_cast<uint32_t*>(&sO(local_row0 + 8 * r, nb * 8 + col_in_quad)) =
-              pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
-        }
+        for (int nb = 0; nb < size(tOrO) / 4; ++nb)
+          *reinterpret_cast<uint32_t*>(&sO(local_row0 + 8 * r, nb * 8 + col_in_quad)) = normalized_pair(r, nb);
       }
-      cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, uint32_t(Barrier::epilogue) + consumer_wg);
-      constexpr int kChunksPerRow = kHeadDim / 8;
-      constexpr int kRowsPerWarpgroup = kBlockM / 2;
-      const int wg_thread = thread % cutlass::NumThreadsPerWarpGroup;
-      CUTLASS_PRAGMA_UNROLL
-      for (int c = wg_thread; c < kRowsPerWarpgroup * kChunksPerRow; c += cutlass::NumThreadsPerWarpGroup) {
-        const int row = consumer_wg * kRowsPerWarpgroup + c / kChunksPerRow;
-        const int col = (c % kChunksPerRow) * 8;
-        const int row_global = w.m_block * kBlockM + row;
-        if (row_global < params.len_q)
-          *reinterpret_cast<uint4*>(out + int64_t(row_global) * params.out_stride_l + col) =
-              *reinterpret_cast<const uint4*>(&sO(row, col));
-      }
+      // These writes (generic proxy) before the TMA's reads (async proxy) of them.
+      cutlass::arch::fence_view_async_shared();
     } else {
+      Element* out = static_cast<Element*>(params.out) + w.b * params.out_stride_b + w.h * params.out_stride_h;
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < 2; ++r) {
         if (!row_valid[r]) continue;
         Element* out_row = out + int64_t(global_row[r]) * params.out_stride_l + col_in_quad;
         CUTLASS_PRAGMA_UNROLL
-        for (int nb = 0; nb < size(tOrO) / 4; ++nb) {
-          const uint32_t v = pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
-          *reinterpret_cast<uint32_t*>(out_row + nb * 8) = v;
-        }
+        for (int nb = 0; nb < size(tOrO) / 4; ++nb) *reinterpret_cast<uint32_t*>(out_row + nb * 8) = normalized_pair(r, nb);
       }
     }
-    // Q (and the staged O) are done with: the producer may load the next Q into this buffer. The
-    // proxy fence orders the staging writes before the TMA's (async-proxy) writes to the buffer.
-    if (params.out_aligned_16) cutlass::arch::fence_view_async_shared();
-    cutlass::arch::ClusterBarrier::arrive(&shared.q_empty[q_buffer]);
+    cutlass::arch::ClusterBarrier::arrive(&shared.o_staged[q_buffer]);
   }
 }
 

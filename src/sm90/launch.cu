@@ -71,6 +71,7 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan) {
   checked.q = tma_view(args.q);
   checked.k = tma_view(args.k);
   checked.v = tma_view(args.v);
+  checked.out = tma_view(args.out);
 
   const int device = args.q.device.index;
   cuda::DeviceGuard guard(device);
