@@ -3,9 +3,9 @@
 #include <cmath>
 #include <string>
 
+#include "backends.hpp"
 #include "liteattn/attention.hpp"
 #include "liteattn/error.hpp"
-#include "backends.hpp"
 #include "plan.hpp"
 #include "sm90/tile_config.hpp"
 
@@ -18,33 +18,50 @@ std::string shape_string(const TensorView& t) {
   return s + ")";
 }
 
-void require(bool condition, const char* argument, const std::string& message,
+// The message is built only when the check fails: validate() runs on every call, and building
+// its ~30 messages eagerly cost several microseconds of host time per call.
+template <class MakeMessage>
+void require(bool condition, const char* argument, MakeMessage&& make_message,
+             ArgumentError::Kind kind = ArgumentError::Kind::value) {
+  if (!condition) throw ArgumentError(argument, std::string(make_message()), kind);
+}
+void require(bool condition, const char* argument, const char* message,
              ArgumentError::Kind kind = ArgumentError::Kind::value) {
   if (!condition) throw ArgumentError(argument, message, kind);
 }
 
 void check_tensor(const TensorView& t, const char* name, const char* layout) {
-  require(t.defined(), name, std::string("expected a tensor of shape ") + layout + ", got none",
-          ArgumentError::Kind::type);
-  require(t.rank == 4, name, std::string("expected rank 4 ") + layout + ", got rank " + std::to_string(t.rank));
+  require(
+      t.defined(), name, [&] { return std::string("expected a tensor of shape ") + layout + ", got none"; },
+      ArgumentError::Kind::type);
+  require(t.rank == 4, name,
+          [&] { return std::string("expected rank 4 ") + layout + ", got rank " + std::to_string(t.rank); });
   for (int d = 0; d < 4; ++d) {
-    require(t.shape[d] >= 1, name, std::string("expected every dimension >= 1 in ") + layout + ", got " + shape_string(t));
+    require(t.shape[d] >= 1, name,
+            [&] { return std::string("expected every dimension >= 1 in ") + layout + ", got " + shape_string(t); });
     require(t.stride[d] >= 0, name, "expected non-negative strides");
   }
-  require(t.stride[3] == 1, name,
-          "expected a unit stride in the last (head_dim) dimension, got stride " + std::to_string(t.stride[3]));
+  require(t.stride[3] == 1, name, [&] {
+    return "expected a unit stride in the last (head_dim) dimension, got stride " + std::to_string(t.stride[3]);
+  });
 }
 
-void check_ranges(const std::vector<TokenRange>& ranges, std::int64_t length, const char* name, const char* length_name) {
-  require(static_cast<int>(ranges.size()) <= kMaxRanges, name,
-          "at most " + std::to_string(kMaxRanges) + " ranges are supported, got " + std::to_string(ranges.size()));
+void check_ranges(const std::vector<TokenRange>& ranges, std::int64_t length, const char* name,
+                  const char* length_name) {
+  require(static_cast<int>(ranges.size()) <= kMaxRanges, name, [&] {
+    return "at most " + std::to_string(kMaxRanges) + " ranges are supported, got " + std::to_string(ranges.size());
+  });
   std::int64_t previous_end = 0;
   for (std::size_t r = 0; r < ranges.size(); ++r) {
     const auto [begin, end] = ranges[r];
-    const std::string where = "range " + std::to_string(r) + " [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
-    require(begin >= 0 && begin < end && end <= length, name,
-            where + " must satisfy 0 <= start < end <= " + length_name + " = " + std::to_string(length));
-    require(r == 0 || begin >= previous_end, name, where + " must be ascending and not overlap the previous range");
+    auto where = [&] {
+      return "range " + std::to_string(r) + " [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+    };
+    require(begin >= 0 && begin < end && end <= length, name, [&] {
+      return where() + " must satisfy 0 <= start < end <= " + length_name + " = " + std::to_string(length);
+    });
+    require(r == 0 || begin >= previous_end, name,
+            [&] { return where() + " must be ascending and not overlap the previous range"; });
     previous_end = end;
   }
 }
@@ -69,41 +86,57 @@ void validate_without_state(const AttentionArgs& args) {
 
   for (const auto* t : {&args.k, &args.v, &args.out}) {
     const char* name = t == &args.k ? "k" : t == &args.v ? "v" : "out";
-    require(t->dtype == q.dtype, name,
-            std::string("expected dtype ") + std::string(to_string(q.dtype)) + " (as q), got " + std::string(to_string(t->dtype)),
-            ArgumentError::Kind::type);
-    require(t->device == q.device, name, "expected device " + to_string(q.device) + " (as q), got " + to_string(t->device));
+    require(
+        t->dtype == q.dtype, name,
+        [&] {
+          return std::string("expected dtype ") + std::string(to_string(q.dtype)) + " (as q), got " +
+                 std::string(to_string(t->dtype));
+        },
+        ArgumentError::Kind::type);
+    require(t->device == q.device, name,
+            [&] { return "expected device " + to_string(q.device) + " (as q), got " + to_string(t->device); });
   }
-  require(args.k.shape[0] == B && args.k.shape[3] == D, "k",
-          "expected (B, Lk, Hkv, D) with B = " + std::to_string(B) + " and D = " + std::to_string(D) + " as q, got " + shape_string(args.k));
-  require(args.v.shape == args.k.shape, "v", "expected the shape of k " + shape_string(args.k) + ", got " + shape_string(args.v));
-  require(H % Hkv == 0, "k",
-          "expected a head count dividing q's " + std::to_string(H) + " heads (GQA), got " + std::to_string(Hkv));
-  require(args.out.shape == q.shape, "out", "expected the shape of q " + shape_string(q) + ", got " + shape_string(args.out));
+  require(args.k.shape[0] == B && args.k.shape[3] == D, "k", [&] {
+    return "expected (B, Lk, Hkv, D) with B = " + std::to_string(B) + " and D = " + std::to_string(D) + " as q, got " +
+           shape_string(args.k);
+  });
+  require(args.v.shape == args.k.shape, "v",
+          [&] { return "expected the shape of k " + shape_string(args.k) + ", got " + shape_string(args.v); });
+  require(H % Hkv == 0, "k", [&] {
+    return "expected a head count dividing q's " + std::to_string(H) + " heads (GQA), got " + std::to_string(Hkv);
+  });
+  require(args.out.shape == q.shape, "out",
+          [&] { return "expected the shape of q " + shape_string(q) + ", got " + shape_string(args.out); });
 
   if (q.device.kind == DeviceKind::cuda) {
     require(q.dtype != DType::f32, "q", "expected bfloat16 or float16 on CUDA, got float32", ArgumentError::Kind::type);
-    require(sm90::supports_head_dim(D), "q", "expected head_dim 64 or 128 on CUDA, got " + std::to_string(D));
+    require(sm90::supports_head_dim(D), "q",
+            [&] { return "expected head_dim 64 or 128 on CUDA, got " + std::to_string(D); });
 #if defined(LITEATTN_WITH_CUDA)
     check_sm90_args(args);
 #endif
   } else {
-    require(D <= 512, "q", "expected head_dim <= 512, got " + std::to_string(D));
+    require(D <= 512, "q", [&] { return "expected head_dim <= 512, got " + std::to_string(D); });
   }
 
   if (args.lse.defined()) {
     const auto& lse = args.lse;
-    require(lse.dtype == DType::f32, "lse", "expected dtype float32, got " + std::string(to_string(lse.dtype)), ArgumentError::Kind::type);
-    require(lse.device == q.device, "lse", "expected device " + to_string(q.device) + " (as q), got " + to_string(lse.device));
-    require(lse.rank == 3 && lse.shape[0] == B && lse.shape[1] == H && lse.shape[2] == Lq, "lse",
-            "expected shape (B, H, Lq) = (" + std::to_string(B) + ", " + std::to_string(H) + ", " + std::to_string(Lq) +
-                "), got " + shape_string(lse));
-    require(lse.stride[2] == 1 && lse.stride[1] == Lq && lse.stride[0] == H * Lq, "lse", "expected a contiguous tensor");
+    require(
+        lse.dtype == DType::f32, "lse",
+        [&] { return "expected dtype float32, got " + std::string(to_string(lse.dtype)); }, ArgumentError::Kind::type);
+    require(lse.device == q.device, "lse",
+            [&] { return "expected device " + to_string(q.device) + " (as q), got " + to_string(lse.device); });
+    require(lse.rank == 3 && lse.shape[0] == B && lse.shape[1] == H && lse.shape[2] == Lq, "lse", [&] {
+      return "expected shape (B, H, Lq) = (" + std::to_string(B) + ", " + std::to_string(H) + ", " +
+             std::to_string(Lq) + "), got " + shape_string(lse);
+    });
+    require(lse.stride[2] == 1 && lse.stride[1] == Lq && lse.stride[0] == H * Lq, "lse",
+            "expected a contiguous tensor");
   }
 
   if (args.scale) {
     require(std::isfinite(*args.scale) && *args.scale > 0, "scale",
-            "expected a finite positive number, got " + std::to_string(*args.scale));
+            [&] { return "expected a finite positive number, got " + std::to_string(*args.scale); });
   }
   if (args.cpu_tile) {
     require(q.device.kind == DeviceKind::cpu, "cpu_tile", "only the CPU reference takes a tile shape");
@@ -120,7 +153,7 @@ void validate_without_state(const AttentionArgs& args) {
   if (args.skip.enabled) {
     const float t = args.skip.threshold;
     require(!std::isnan(t) && t <= 0.0f, "threshold",
-            "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(t));
+            [&] { return "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(t); });
   }
 }
 
@@ -129,8 +162,9 @@ void validate(const AttentionArgs& args) {
   if (!args.skip.enabled) return;
   require(args.state.defined(), "state", "skipping is enabled: expected a skip state (or disable skipping)");
   const StateKey expected = state_key(args);
-  require(args.state.key == expected, "state",
-          "made for " + args.state.key.describe() + ", but this call needs " + expected.describe() + " (reset it)");
+  require(args.state.key == expected, "state", [&] {
+    return "made for " + args.state.key.describe() + ", but this call needs " + expected.describe() + " (reset it)";
+  });
   require(!expected.with_row_max || args.state.row_max != nullptr, "state",
           "the 'previous' criterion needs the row-max buffer");
   require(args.state.row_visits != nullptr && args.state.kept != nullptr, "state", "incomplete buffers");
