@@ -146,6 +146,10 @@ class LiteAttention:
         if lib is torch_lib() and self._counter.tensor is not None:
             import torch
 
+            if not torch.compiler.is_compiling():
+                # Eager: the same two values from Python numbers (the op takes them as cached
+                # tensors); the five small tensor ops below cost tens of microseconds per call.
+                return self._schedule(int(self._counter.tensor) + peek)
             if self._schedule_tensor is None:
                 self._schedule_tensor = torch.tensor(self._schedule.thresholds, dtype=torch.float32)
             step = self._counter.tensor + peek
