@@ -99,9 +99,10 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   }
   // One CTA per SM, except that a call without skipping (equal work tiles, round robin) uses the
   // fewest CTAs that still take as many rounds: a last round that would run partly empty is
-  // spread over all rounds. The card is power-bound, so the few SMs left idle cost nothing and
-  // the others run faster (+1-1.5 % at (8192, 40) and (32760, 12) on an H100, bench/NOTES.md run
-  // 20). Skipping calls keep every SM: their work tiles differ, and the counter balances them.
+  // spread over all rounds. The makespan in work tiles is the same, and on a power-bound card the
+  // SMs left idle let the others clock higher (+0.9 % at (8192, 40), +1.5 % at (32760, 12) on an
+  // H100, bench/NOTES.md run 20). Skipping calls keep every SM: their work tiles differ, and the
+  // counter balances them.
   int grid = params.num_work_tiles < info.sm_count ? params.num_work_tiles : info.sm_count;
   if (!plan.skipping) {
     const int rounds = (params.num_work_tiles + grid - 1) / grid;
