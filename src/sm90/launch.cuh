@@ -9,6 +9,7 @@
 #include "cuda/runtime.hpp"
 #include "sm90/kernel.cuh"
 #include "sm90/launch.hpp"
+#include "sm90/launch_grid.hpp"
 
 namespace liteattn::sm90 {
 
@@ -97,17 +98,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     // The kept counts and the work-tile counter after them.
     LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, args.state.key.kept_bytes(), stream));
   }
-  // One CTA per SM, except that a call without skipping (equal work tiles, round robin) uses the
-  // fewest CTAs that still take as many rounds: a last round that would run partly empty is
-  // spread over all rounds. The makespan in work tiles is the same, and on a power-bound card the
-  // SMs left idle let the others clock higher (+0.9 % at (8192, 40), +1.5 % at (32760, 12) on an
-  // H100, bench/NOTES.md run 20). Skipping calls keep every SM: their work tiles differ, and the
-  // counter balances them.
-  int grid = params.num_work_tiles < info.sm_count ? params.num_work_tiles : info.sm_count;
-  if (!plan.skipping) {
-    const int rounds = (params.num_work_tiles + grid - 1) / grid;
-    grid = (params.num_work_tiles + rounds - 1) / rounds;
-  }
+  const int grid = int(launch_grid(params.num_work_tiles, info.sm_count, !plan.skipping));
   kernel<<<grid, T::kThreads, T::kSharedBytes, stream>>>(params);
   LITEATTN_CUDA_CHECK(cudaGetLastError());
 }
