@@ -343,9 +343,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       // Fills each work tile's slot (two work tiles ahead of the consumers) and
       // writes its mask row once the slot comes back, so neither the loads nor the consumers
       // ever wait on the skip state's global memory. At the producer's 24 registers the kernel
-      // spills 40 bytes at D = 64 and 44 at D = 128 (ptxas warns). At D = 128 (SASS of ca4eb91)
-      // all but one word is in the producer warps; the consumers reload that word once per work
-      // tile, outside their main loop.
+      // spills 40 bytes at D = 64 and D = 128 (ptxas warns). At D = 128 (SASS of fb09bd5) all of
+      // it is in this warp's code: the consumers, the load warp and the store warp spill nothing.
       auto fill_slot = [&](int n, int32_t index) {
         const int slot = n % kLists;
         const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
