@@ -178,7 +178,7 @@ struct Params {
   typename Traits::TmaQ tma_q;
   typename Traits::TmaK tma_k;
   typename Traits::TmaV tma_v;
-  typename Traits::TmaO tma_o;  // built only when out_aligned_16
+  typename Traits::TmaO tma_o;  // built only when store_out_with_tma
   CallPlan plan;
   int32_t len_q, len_k, heads, kv_heads, batch, group;  // group = heads / kv_heads
   int32_t num_work_tiles;
@@ -196,9 +196,9 @@ struct Params {
   uint32_t* work_counter;
   // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).
   bool schedule_warpgroups;
-  // out can be written by the TMA (base and strides multiples of 16 bytes): the consumers stage
-  // O in shared memory for the store warp (tma_o). Otherwise they store it from registers.
-  bool out_aligned_16;
+  // out meets the TMA's rules (base and strides multiples of 16 bytes): the consumers stage O in
+  // shared memory for the store warp (tma_o). Otherwise they store it from registers.
+  bool store_out_with_tma;
 };
 
 // Named barriers (ids above CUTLASS's reserved ones; NamedBarrier adds the offset).
@@ -467,7 +467,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         if (index < 0) break;
         const int q_buffer = iteration & 1;
         cutlass::arch::ClusterBarrier::wait(&shared.o_staged[q_buffer], (iteration >> 1) & 1);
-        if (params.out_aligned_16 && lane == 0) {
+        if (params.store_out_with_tma && lane == 0) {
           const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
           constexpr int kBox = Traits::kBoxColumnsO;
           CUTLASS_PRAGMA_UNROLL
@@ -757,7 +757,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
     auto normalized_pair = [&](int r, int nb) {
       return pack2<Element>(tOrO(nb * 4 + 2 * r) * inv_sum[r], tOrO(nb * 4 + 2 * r + 1) * inv_sum[r]);
     };
-    if (params.out_aligned_16) {
+    if (params.store_out_with_tma) {
       // O goes into this warpgroup's rows of the Q buffer (its last QK^T has read them; the other
       // warpgroup's QK^T reads only its own rows) for the store warp's TMA store. The swizzled Q
       // layout keeps these writes free of bank conflicts and is the layout the TMA reads. (Storing

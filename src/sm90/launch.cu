@@ -14,20 +14,26 @@
 namespace liteattn {
 namespace {
 
-// TMA reads tiles through a descriptor whose base address must be 16-byte aligned and whose
-// strides must be multiples of 16 bytes.
-void check_tma_operand(const TensorView& t, const char* name) {
+// TMA addresses tiles through a descriptor whose base address must be 16-byte aligned and whose
+// strides must be multiples of 16 bytes, below 2^40 bytes. The first rule t breaks, or an empty
+// string. Size-1 dimensions are not checked: their stride is never used (tma_view zeroes it).
+std::string tma_violation(const TensorView& t) {
   const auto element = static_cast<std::int64_t>(dtype_size(t.dtype));
   if (reinterpret_cast<std::uintptr_t>(t.data) % 16 != 0)
-    throw ArgumentError(name, "the Hopper kernel needs a 16-byte aligned base address (TMA)");
+    return "the Hopper kernel needs a 16-byte aligned base address (TMA)";
   for (int d = 0; d < 3; ++d) {
-    if (t.shape[d] == 1) continue;  // the stride of a size-1 dimension is never used
+    if (t.shape[d] == 1) continue;
     if ((t.stride[d] * element) % 16 != 0)
-      throw ArgumentError(name, "the Hopper kernel needs strides that are multiples of 16 bytes (TMA); dimension " +
-                                    std::to_string(d) + " has stride " + std::to_string(t.stride[d]) + " elements");
+      return "the Hopper kernel needs strides that are multiples of 16 bytes (TMA); dimension " + std::to_string(d) +
+             " has stride " + std::to_string(t.stride[d]) + " elements";
     if (t.stride[d] * element >= (std::int64_t(1) << 40))
-      throw ArgumentError(name, "stride of dimension " + std::to_string(d) + " exceeds the TMA limit of 2^40 bytes");
+      return "stride of dimension " + std::to_string(d) + " exceeds the TMA limit of 2^40 bytes";
   }
+  return {};
+}
+
+void check_tma_operand(const TensorView& t, const char* name) {
+  if (std::string why = tma_violation(t); !why.empty()) throw ArgumentError(name, why);
 }
 
 // Strides of size-1 dimensions are zeroed, so views with arbitrary strides there (common in
@@ -86,6 +92,8 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan) {
     return !(v && v[0] == '0');
   }();
   info.schedule_warpgroups = schedule;
+  // out is written with the TMA where it can be (else from registers, 4 bytes at a time).
+  info.store_out_with_tma = tma_violation(checked.out).empty();
 
   const bool bf16 = args.q.dtype == DType::bf16;
   if (plan.head_dim == 64) {

@@ -52,14 +52,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   params.out_stride_b = args.out.stride[0];
   params.out_stride_l = args.out.stride[1];
   params.out_stride_h = args.out.stride[2];
-  // The TMA store needs what the loads need: a 16-byte aligned base, strides that are multiples
-  // of 16 bytes and below 2^40 bytes. Otherwise the epilogue stores from registers.
-  constexpr int64_t kChunk = 16 / int64_t(sizeof(Element));  // elements per 16 bytes
-  params.out_aligned_16 = reinterpret_cast<std::uintptr_t>(args.out.data) % 16 == 0;
-  for (int d = 0; d < 3; ++d)
-    params.out_aligned_16 = params.out_aligned_16 && args.out.stride[d] % kChunk == 0 &&
-                            args.out.stride[d] < (int64_t(1) << 40) / int64_t(sizeof(Element));
-  if (params.out_aligned_16) {
+  params.store_out_with_tma = info.store_out_with_tma;
+  if (params.store_out_with_tma) {
     auto out = make_tensor(make_gmem_ptr(static_cast<Element*>(args.out.data)),
                            make_shape(len_q, int32_t(kHeadDim), heads, batch),
                            make_stride(args.out.stride[1], _1{}, args.out.stride[2], args.out.stride[0]));

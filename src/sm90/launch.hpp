@@ -12,6 +12,7 @@ struct LaunchInfo {
   int sm_count = 0;        // persistent grid size
   int device = 0;          // CUDA ordinal (current during the launch)
   bool schedule_warpgroups = true;  // alternate the consumer warpgroups' GEMM issue
+  bool store_out_with_tma = false;  // out meets the TMA's alignment and stride rules
 };
 
 // Defined once per instantiation in fwd_<dtype>_hd<dim>.cu. Element is cutlass::bfloat16_t or
