@@ -37,19 +37,22 @@ def check_option(value: str, allowed: Sequence[str], name: str) -> str:
 # --- input checks ---------------------------------------------------------------------------
 def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
     """Checks what the Python layer can name best; the C++ core checks everything again.
-    Returns the dtype name."""
+    Returns the dtype name. Each array's shape, dtype and device are read once: this runs on
+    every call, and each attribute read of a torch tensor costs about a microsecond."""
     qn, kn, vn = names
     for x, n in ((k, kn), (v, vn)):
         if not lib.owns(x):
             raise TypeError(
                 f"{n}: expected a {lib.name} array like {qn}, got {type(x).__module__}.{type(x).__qualname__}"
             )
-    for x, n in ((q, qn), (k, kn), (v, vn)):
-        if x.ndim != 4:
-            raise ValueError(f"{n}: expected rank 4 (batch, seq_len, heads, head_dim), got shape {tuple(x.shape)}")
-        if any(int(s) < 1 for s in x.shape):
+    shapes = (tuple(q.shape), tuple(k.shape), tuple(v.shape))
+    for shape, n in zip(shapes, names):
+        if len(shape) != 4:
+            raise ValueError(f"{n}: expected rank 4 (batch, seq_len, heads, head_dim), got shape {shape}")
+        if min(shape) < 1:
             raise ValueError(f"{n}: expected every dimension >= 1 in (batch, seq_len, heads, head_dim), "
-                             f"got shape {tuple(x.shape)}")
+                             f"got shape {shape}")
+    q_shape, k_shape, v_shape = shapes
     dtype = lib.dtype_name(q)
     if dtype is None:
         raise TypeError(f"{qn}: expected dtype bfloat16, float16 or float32, got {lib.dtype_repr(q)}")
@@ -60,17 +63,16 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
     if dev[0] not in ("cpu", "cuda"):
         raise ValueError(f"{qn}: expected a CPU or CUDA tensor, got device {dev[0]}")
     for x, n in ((k, kn), (v, vn)):
-        if lib.device(x) != dev:
-            raise ValueError(f"{n}: expected device {_dev_str(dev)} (as {qn}), got {_dev_str(lib.device(x))}")
-    B, Lq, H, D = q.shape
-    if k.shape[0] != B or k.shape[3] != D:
-        raise ValueError(
-            f"{kn}: expected shape (B, Lk, Hkv, D) with B = {B} and D = {D} as {qn}, got {tuple(k.shape)}"
-        )
-    if tuple(v.shape) != tuple(k.shape):
-        raise ValueError(f"{vn}: expected the shape of {kn} {tuple(k.shape)}, got {tuple(v.shape)}")
-    if H % k.shape[2] != 0:
-        raise ValueError(f"{kn}: expected a head count dividing {qn}'s {H} heads (GQA), got {k.shape[2]}")
+        x_dev = lib.device(x)
+        if x_dev != dev:
+            raise ValueError(f"{n}: expected device {_dev_str(dev)} (as {qn}), got {_dev_str(x_dev)}")
+    B, Lq, H, D = q_shape
+    if k_shape[0] != B or k_shape[3] != D:
+        raise ValueError(f"{kn}: expected shape (B, Lk, Hkv, D) with B = {B} and D = {D} as {qn}, got {k_shape}")
+    if v_shape != k_shape:
+        raise ValueError(f"{vn}: expected the shape of {kn} {k_shape}, got {v_shape}")
+    if H % k_shape[2] != 0:
+        raise ValueError(f"{kn}: expected a head count dividing {qn}'s {H} heads (GQA), got {k_shape[2]}")
     if dev[0] == "cuda":
         if dtype == "float32":
             raise TypeError(f"{qn}: expected bfloat16 or float16 on CUDA, got float32")
@@ -78,12 +80,13 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
             raise ValueError(f"{qn}: expected head_dim 64 or 128 on CUDA, got {D}")
     elif D > 512:
         raise ValueError(f"{qn}: expected head_dim <= 512, got {D}")
-    for x, n in ((q, qn), (k, kn), (v, vn)):
-        if x.shape[3] != 1 and lib.strides(x)[3] != 1:
-            raise ValueError(
-                f"{n}: expected a unit stride in the last (head_dim) dimension, got strides {lib.strides(x)} "
-                f"(call .contiguous() / numpy.ascontiguousarray)"
-            )
+    if D != 1:
+        for x, n in ((q, qn), (k, kn), (v, vn)):
+            if lib.last_stride(x) != 1:
+                raise ValueError(
+                    f"{n}: expected a unit stride in the last (head_dim) dimension, got strides {lib.strides(x)} "
+                    f"(call .contiguous() / numpy.ascontiguousarray)"
+                )
     return dtype
 
 
@@ -154,11 +157,21 @@ class StateKey:
         )
 
 
+_STATE_KEYS: dict = {}  # the arguments of state_key -> its StateKey (built once per layout)
+
+
 def state_key(q_shape, k_shape, dtype: str, device, criterion: str, cpu_tile=None) -> StateKey:
     B, Lq, H, D = (int(s) for s in q_shape)
     Lk = int(k_shape[1])
-    tile = tuple(cpu_tile) if (cpu_tile is not None and device[0] == "cpu") else tile_shape(D, dtype)
-    return StateKey(B, Lq, H, D, Lk, dtype, tuple(device), tile, criterion == "previous")
+    tile = tuple(cpu_tile) if (cpu_tile is not None and device[0] == "cpu") else None
+    args = (B, Lq, H, D, Lk, dtype, tuple(device), tile, criterion == "previous")
+    key = _STATE_KEYS.get(args)
+    if key is None:  # a frozen dataclass costs ~10 µs to build: once per layout, not per call
+        if len(_STATE_KEYS) >= 1024:
+            _STATE_KEYS.clear()
+        key = _STATE_KEYS[args] = StateKey(B, Lq, H, D, Lk, dtype, tuple(device), tile or tile_shape(D, dtype),
+                                           criterion == "previous")
+    return key
 
 
 def state_layout(batch, len_q, heads, head_dim, len_k=None, dtype="bfloat16", device="cuda", criterion="running",

@@ -44,33 +44,55 @@ def _capsule(t: Optional[torch.Tensor]):
     return None if t is None else torch.utils.dlpack.to_dlpack(t)
 
 
+# The current stream's raw handle without building a torch.cuda.Stream object (what code that
+# torch.compile generates uses too); current_stream() where this torch lacks it.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
 def _stream(t: torch.Tensor) -> int:
-    return int(torch.cuda.current_stream(t.device).cuda_stream) if t.device.type == "cuda" else 0
+    if t.device.type != "cuda":
+        return 0
+    if _raw_stream is not None:
+        return int(_raw_stream(t.device.index if t.device.index is not None else torch.cuda.current_device()))
+    return int(torch.cuda.current_stream(t.device).cuda_stream)
 
 
 def _pairs(flat: List[int]):
     return list(zip(flat[0::2], flat[1::2]))
 
 
-def _host_scalar(t: torch.Tensor, name: str):
+def _host_scalar(t, name: str):
+    if not isinstance(t, torch.Tensor):
+        return t
     if t.device.type != "cpu":
         raise ValueError(f"{name}: expected a CPU scalar tensor (reading a device value would synchronize)")
     return t.item()
 
 
-def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
-                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
-    enabled = bool(_host_scalar(enabled, "enabled"))
-    threshold = float(_host_scalar(threshold, "threshold"))
+def _launch(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold: float, enabled: bool, scale, criterion,
+            order, must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool):
+    """Allocates out (and lse when asked for) and runs the binding on q's device and current
+    stream; ranges are lists of (start, end) pairs. Returns (out, lse or None)."""
     B, Lq, H, D = q.shape
     out = torch.empty((B, Lq, H, D), dtype=q.dtype, device=q.device)
-    lse = torch.empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32, device=q.device)
+    lse = torch.empty((B, H, Lq), dtype=torch.float32, device=q.device) if return_lse else None
     with _device_of(q):
-        _call_forward(q, k, v, out, lse, mask, row_visits, row_max, kept, threshold, enabled, scale, criterion,
-                      order, must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse)
+        _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), _capsule(mask),
+                     _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled, threshold, criterion,
+                     order, must_do, must_skip, dense_queries, None if cpu_tile is None else tuple(cpu_tile),
+                     cpu_threads, _stream(q), reset)
     if enabled and cumulative is not None:
         cumulative.add_(kept)
     return out, lse
+
+
+def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+    out, lse = _launch(q, k, v, mask, row_visits, row_max, kept, cumulative,
+                       float(_host_scalar(threshold, "threshold")), bool(_host_scalar(enabled, "enabled")), scale,
+                       criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries), cpu_tile,
+                       cpu_threads, reset, return_lse)
+    return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
 
 def _device_of(t: torch.Tensor):
@@ -78,12 +100,14 @@ def _device_of(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
-def _call_forward(q, k, v, out, lse, mask, row_visits, row_max, kept, threshold, enabled, scale, criterion, order,
-                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
-    _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse) if return_lse else None,
-                 _capsule(mask), _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled,
-                 float(threshold), criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries),
-                 None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
+def _runs_eagerly(q, k, v) -> bool:
+    """True when nothing observes the op: no torch.compile trace, plain tensors (no subclass such
+    as a fake tensor), no torch-function or dispatch mode. Then a call runs the op's
+    implementation directly; going through torch.ops costs ~40 µs of dispatcher work per call
+    (schema binding, mutable-argument bookkeeping) that only tracing needs."""
+    return (not torch.compiler.is_compiling() and type(q) is torch.Tensor and type(k) is torch.Tensor
+            and type(v) is torch.Tensor and not torch._C._is_torch_function_mode_enabled()
+            and torch._C._len_torch_dispatch_stack() == 0)
 
 
 def _forward_fake(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
@@ -149,7 +173,7 @@ class _ForwardOnly(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, out, lse):
-        return out.clone(), lse.clone()
+        return out.clone(), (None if lse is None else lse.clone())
 
     @staticmethod
     def backward(ctx, *grads):
@@ -169,6 +193,11 @@ def forward(q, k, v, state, opts, reset: bool, return_lse: bool):
         cumulative = state.cumulative
     else:
         mask = row_visits = row_max = kept = cumulative = None
+    if _runs_eagerly(q, k, v):
+        return _launch(q, k, v, mask, row_visits, row_max, kept, cumulative,
+                       float(_host_scalar(opts.threshold, "threshold")), bool(_host_scalar(opts.enabled, "enabled")),
+                       opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
+                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse)
     flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
     return torch.ops.lite_attention.forward(
         q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(opts.threshold, torch.float32),

@@ -77,6 +77,40 @@ def test_opcheck():
             (s.mask, s.row_visits, None, s.kept, [1, 40, 2, 16, 0], 40, "running", [16, 16]))
 
 
+def test_eager_calls_match_calls_through_the_op():
+    # Eager calls on plain tensors run the op's implementation directly (no dispatcher); with a
+    # dispatch mode active (as under tracing) the call goes through torch.ops. Both must give the
+    # same outputs and leave the same skip state.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    direct = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
+    via_op = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
+    for step in range(3):
+        q, k, v = drifting(step)
+        out, lse = direct(q, k, v, return_softmax_lse=True)
+        plain = direct(q, k, v, branch="no_lse")
+        with RecordOps() as mode:
+            out_op, lse_op = via_op(q, k, v, return_softmax_lse=True)
+            plain_op = via_op(q, k, v, branch="no_lse")
+        assert mode.ops.count("lite_attention::forward") == 2, mode.ops
+        np.testing.assert_array_equal(out.numpy(), out_op.numpy())
+        np.testing.assert_array_equal(lse.numpy(), lse_op.numpy())
+        np.testing.assert_array_equal(plain.numpy(), plain_op.numpy())
+    for branch in ("default", "no_lse"):
+        assert direct.stats_for(branch).to_dict() == via_op.stats_for(branch).to_dict()
+        np.testing.assert_array_equal(direct.state(branch).read_mask(), via_op.state(branch).read_mask())
+    assert direct.stats.cumulative_sparsity > 0 and direct.step == via_op.step == 2
+
+
 class Block(torch.nn.Module):
     def __init__(self, **kw):
         super().__init__()
