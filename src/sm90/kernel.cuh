@@ -629,11 +629,14 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       bool vote = false;
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < 2; ++r) {
-        float tile_max = neg_inf();
+        // Two independent max chains and four partial sums instead of one serial chain each:
+        // a shorter softmax critical path (measured +1.4 % dense at (32760, 40) on H100, NOTES run 21).
+        float part_max[2] = {neg_inf(), neg_inf()};
         CUTLASS_PRAGMA_UNROLL
         for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
-          tile_max = max_nan(tile_max, max_nan(tSrS(nb * 4 + 2 * r), tSrS(nb * 4 + 2 * r + 1)));
+          part_max[nb % 2] = max_nan(part_max[nb % 2], max_nan(tSrS(nb * 4 + 2 * r), tSrS(nb * 4 + 2 * r + 1)));
         }
+        float tile_max = max_nan(part_max[0], part_max[1]);
         tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
         tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
         if (skipping && row_valid[r]) {  // dense calls skip the vote entirely
@@ -647,16 +650,17 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         scale_o[r] = nothing_yet ? 1.f : fast_exp2((row_max[r] - new_max) * scale_log2);
         row_max[r] = new_max;
         const float offset = nothing_yet ? 0.f : new_max * scale_log2;
-        float sum = 0.f;
+        float part_sum[4] = {0.f, 0.f, 0.f, 0.f};
         CUTLASS_PRAGMA_UNROLL
         for (int nb = 0; nb < size(tSrS) / 4; ++nb) {
           CUTLASS_PRAGMA_UNROLL
           for (int c = 0; c < 2; ++c) {
             float& s = tSrS(nb * 4 + 2 * r + c);
             s = fast_exp2(fmaf(s, scale_log2, -offset));
-            sum += s;
+            part_sum[(nb % 2) * 2 + c] += s;
           }
         }
+        const float sum = (part_sum[0] + part_sum[1]) + (part_sum[2] + part_sum[3]);
         row_sum[r] = row_sum[r] * scale_o[r] + sum;
       }
       if (skipping) {
