@@ -204,10 +204,8 @@ class LiteAttention:
             for c, d in opts.must_skip:
                 if a < d and c < b:
                     raise ValueError(f"must_skip_list: range [{c}, {d}) overlaps must_do_list range [{a}, {b})")
-        try:
-            hash(branch)
-        except TypeError:
-            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}") from None
+        if type(branch) is not str and not isinstance(branch, Hashable):  # str first: the ABC check is slow
+            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
         opts.enabled, opts.threshold = self._skip_decision(lib, branch if step_key is None else step_key)
         state = None
         if self._enabled:
