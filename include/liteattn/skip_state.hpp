@@ -58,6 +58,10 @@ struct SkipStateView {
   std::uint32_t* row_visits = nullptr;  // rows
   float* row_max = nullptr;             // B * H * Lq raw (unscaled) row maxima; NaN = none yet
   std::uint32_t* kept = nullptr;        // B * H key tiles computed by the last call, then the work-tile counter
+  // Optional (null: none), not part of the state key's memory: B * H running totals to which
+  // every call that updates the state adds its kept counts, for statistics over a trajectory
+  // (the caller zeroes it; reset_state leaves it alone).
+  std::int64_t* cumulative = nullptr;
 
   bool defined() const { return mask != nullptr; }
 };

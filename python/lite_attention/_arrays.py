@@ -61,10 +61,6 @@ class ArrayLib:
     def copy(self, x):
         return x.copy()
 
-    def add_(self, acc, x):
-        """acc += x (acc int64, x a 32-bit state buffer)."""
-        raise NotImplementedError
-
     def cast(self, x, dtype: str):
         raise NotImplementedError
 
@@ -120,9 +116,6 @@ class NumpyLib(ArrayLib):
 
     def to_numpy(self, x):
         return x
-
-    def add_(self, acc, x):
-        acc += x
 
     def cast(self, x, dtype):
         return x.astype(self._np_dtype(dtype))
@@ -191,9 +184,6 @@ class TorchLib(ArrayLib):
     def copy(self, x):
         return x.clone()
 
-    def add_(self, acc, x):
-        acc.add_(x)
-
     def cast(self, x, dtype):
         return x.to(self._back[dtype])
 
@@ -239,9 +229,6 @@ class CupyLib(ArrayLib):
 
     def to_numpy(self, x):
         return self.cp.asnumpy(x)
-
-    def add_(self, acc, x):
-        acc += x
 
     def cast(self, x, dtype):
         return x.astype(np.dtype(dtype))

@@ -246,7 +246,8 @@ class SkipState:
     (attention layer, CFG branch, KV split). Its buffers are arrays of the input's library, on the
     input's device: mask (2 * rows * words uint32), row_visits (rows), row_max (B*H*Lq float32,
     the 'previous' criterion only), kept (B*H counts + the kernel's work-tile counter) and
-    cumulative (the same length, int64, for statistics)."""
+    cumulative (B*H int64 running totals of kept, for statistics: every call that updates the state
+    adds to them in the same kernel)."""
 
     def __init__(self):
         self.key: Optional[StateKey] = None
@@ -269,7 +270,7 @@ class SkipState:
         s.row_visits = lib.empty_u32(sizes["row_visits"], like)
         s.kept = lib.empty_u32(sizes["kept"], like)
         s.row_max = lib.empty((sizes["row_max"],), "float32", like) if key.with_row_max else None
-        s.cumulative = lib.zeros_i64(sizes["kept"], like)
+        s.cumulative = lib.zeros_i64(key.batch * key.heads, like)
         return s
 
     def adopt(self, other: "SkipState") -> None:
@@ -394,11 +395,9 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
         bufs = use.buffers() if use is not None else (None, None, None, None)
         x = lib.export
         _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse),
-                     *(None if b is None else x(b) for b in bufs), opts.scale, enabled, float(opts.threshold), opts.criterion,
-                     opts.order, opts.must_do, opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads,
-                     lib.stream(q), reset)
-        if enabled and use is not None:
-            lib.add_(use.cumulative, use.kept)
+                     *(None if b is None else x(b) for b in bufs), None if use is None else x(use.cumulative),
+                     opts.scale, enabled, float(opts.threshold), opts.criterion, opts.order, opts.must_do,
+                     opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads, lib.stream(q), reset)
     if candidate is not None:
         state.adopt(candidate)
     return out, lse

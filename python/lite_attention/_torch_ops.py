@@ -2,7 +2,7 @@
 LiteAttention call as one opaque op (no graph break) and a call can be captured in a CUDA graph.
 
 Ops (namespace ``lite_attention``):
-  forward(q, k, v, mask!, row_visits!, row_max!, kept!, ...) -> (out, lse)
+  forward(q, k, v, mask!, row_visits!, row_max!, kept!, cumulative!, ...) -> (out, lse)
       The skip-state buffers are mutable arguments (the op writes them); out and lse are new
       tensors. lse is (B, H, Lq) float32 when return_lse, else an empty (0,) tensor.
   reset_state(mask!, row_visits!, row_max!, kept!, ...) -> ()
@@ -77,11 +77,9 @@ def _launch(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold: flo
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
     with _device_of(q):
         _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), _capsule(mask),
-                     _capsule(row_visits), _capsule(row_max), _capsule(kept), scale, enabled, threshold, criterion,
-                     order, must_do, must_skip, dense_queries, None if cpu_tile is None else tuple(cpu_tile),
-                     cpu_threads, _stream(q), reset)
-    if enabled and cumulative is not None:
-        cumulative.add_(kept)
+                     _capsule(row_visits), _capsule(row_max), _capsule(kept), _capsule(cumulative), scale, enabled,
+                     threshold, criterion, order, must_do, must_skip, dense_queries,
+                     None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
     return out, lse
 
 

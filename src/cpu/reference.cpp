@@ -98,6 +98,8 @@ class QueryTileRunner {
         for (std::int64_t r = 0; r < rows; ++r) st.row_max[(b * p.heads + h) * p.len_q + row0 + r] = w.row_max[r];
       st.row_visits[state_row] = visits + 1;
       std::atomic_ref<std::uint32_t>(st.kept[b * p.heads + h]).fetch_add(computed, std::memory_order_relaxed);
+      if (st.cumulative)
+        std::atomic_ref<std::int64_t>(st.cumulative[b * p.heads + h]).fetch_add(computed, std::memory_order_relaxed);
     }
   }
 

@@ -191,6 +191,7 @@ struct Params {
   uint32_t* row_visits;
   float* row_max;  // criterion previous only
   uint32_t* kept;
+  unsigned long long* cumulative;  // optional running totals of the kept counts (null: none)
   // Skipping calls hand out work tiles dynamically: each CTA takes its next one from this per-call
   // counter (the word after the kept counts, zeroed before the launch). Null: static round robin.
   uint32_t* work_counter;
@@ -382,7 +383,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
           shared.work_index[slot] = index;
           shared.visit_count[slot] = count;
           shared.dense_row[slot] = policy.dense();
-          if (skipping) atomicAdd(&params.kept[w.bh], uint32_t(count));
+          if (skipping) {
+            atomicAdd(&params.kept[w.bh], uint32_t(count));
+            if (params.cumulative != nullptr) atomicAdd(&params.cumulative[w.bh], static_cast<unsigned long long>(count));
+          }
         }
         cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
       };

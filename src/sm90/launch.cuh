@@ -71,6 +71,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     params.row_visits = args.state.row_visits;
     params.row_max = args.state.row_max;
     params.kept = args.state.kept;
+    params.cumulative = reinterpret_cast<unsigned long long*>(args.state.cumulative);
     // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter.
     params.work_counter = args.state.kept + plan.batch * plan.heads;
   }

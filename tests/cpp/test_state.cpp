@@ -291,6 +291,34 @@ TEST(State, StatisticsCountTilesPerHead) {
   EXPECT_EQ(stats.calls, 2);
 }
 
+TEST(State, CumulativeTotalsAddUpTheKeptCounts) {
+  // The view's optional cumulative buffer: every call that updates the state adds its kept counts
+  // (per batch and head) to it; a call without skipping and a reset leave it alone.
+  Problem p = local_problem(6, 128, 256, 2);
+  const auto args = skip_args(p, -4.0f);
+  SkipState state;
+  state.prepare(liteattn::state_key(args));
+  std::vector<std::int64_t> totals = {5, 7};  // whatever the caller's totals were before
+  std::vector<std::int64_t> expected = totals;
+  auto with_totals = [&](AttentionArgs a) {
+    a.state = state.view();
+    a.state.cumulative = totals.data();
+    return a;
+  };
+  for (int call = 0; call < 3; ++call) {
+    liteattn::attention(with_totals(args));
+    const auto stats = state.stats();
+    for (std::size_t h = 0; h < 2; ++h) expected[h] += stats.computed_per_head[h];
+    EXPECT_EQ(totals, expected) << "call " << call;
+  }
+  EXPECT_LT(totals[0] - 5, 3 * state.stats().tiles_per_head);  // the calls did skip
+  auto dense = args;
+  dense.skip.enabled = false;
+  liteattn::attention(with_totals(dense));
+  liteattn::reset_state(with_totals(args).state, nullptr);
+  EXPECT_EQ(totals, expected);
+}
+
 TEST(State, ExplicitViewMustMatchTheCall) {
   // attention(args) with a view: the state is used as given and advanced in place.
   Problem p = local_problem(7);

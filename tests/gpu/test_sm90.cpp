@@ -310,6 +310,10 @@ std::vector<std::string> run_config(const Config& cfg) {
   cstate.prepare(liteattn::state_key(cargs));
 
   std::vector<float> lse(std::size_t(cfg.B * cfg.H * cfg.Lq));
+  // The view's optional running totals of the kept counts: the kernel adds to them every call.
+  DeviceBuffer dcumulative(std::size_t(cfg.B * cfg.H) * 8);
+  CUDA_OK(cudaMemset(dcumulative.ptr, 0, dcumulative.bytes));
+  std::vector<std::int64_t> expected_totals(std::size_t(cfg.B * cfg.H), 0), totals(expected_totals.size());
   for (int step = 0; step < cfg.steps; ++step) {
     const auto read = gstate.read_mask();
     const auto stored = gstate.row_max();
@@ -319,7 +323,10 @@ std::vector<std::string> run_config(const Config& cfg) {
     CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
     CUDA_OK(cudaMemset(dlse.ptr, 0xff, dlse.bytes));
     try {
-      liteattn::attention(gargs, gstate);
+      AttentionArgs with_totals = gargs;  // gstate is prepared for this key (above)
+      with_totals.state = gstate.view();
+      with_totals.state.cumulative = static_cast<std::int64_t*>(dcumulative.ptr);
+      liteattn::attention(with_totals);
       CUDA_OK(cudaDeviceSynchronize());
     } catch (const std::exception& e) {
       fail(std::string("step ") + std::to_string(step) + " threw: " + e.what());
@@ -357,13 +364,22 @@ std::vector<std::string> run_config(const Config& cfg) {
       fail(at + std::to_string(lse_check.violations) + " lse values off; worst abs error " + std::to_string(lse_check.worst) +
            " (tolerance " + std::to_string(lse_check.worst_tolerance) + ")");
 
-    // kept = tiles computed per (b, h).
+    // kept = tiles computed per (b, h); the totals grow by as much.
     const auto stats = gstate.stats();
+    CUDA_OK(cudaMemcpy(totals.data(), dcumulative.ptr, dcumulative.bytes, cudaMemcpyDeviceToHost));
     for (i64 h = 0; h < cfg.H; ++h) {
       i64 visited = 0;
-      for (i64 b = 0; b < cfg.B; ++b)
+      for (i64 b = 0; b < cfg.B; ++b) {
+        i64 visited_bh = 0;
         for (i64 i = 0; i < g.nq; ++i)
-          for (i64 j = 0; j < g.nk; ++j) visited += expected.visited[std::size_t(g.row(b, h, i) * g.nk + j)];
+          for (i64 j = 0; j < g.nk; ++j) visited_bh += expected.visited[std::size_t(g.row(b, h, i) * g.nk + j)];
+        visited += visited_bh;
+        const std::size_t bh = std::size_t(b * cfg.H + h);
+        expected_totals[bh] += visited_bh;
+        if (totals[bh] != expected_totals[bh])
+          fail(at + "cumulative of (b " + std::to_string(b) + ", h " + std::to_string(h) + ") is " +
+               std::to_string(totals[bh]) + ", expected " + std::to_string(expected_totals[bh]));
+      }
       if (stats.computed_per_head[std::size_t(h)] != visited)
         fail(at + "kept of head " + std::to_string(h) + " is " + std::to_string(stats.computed_per_head[std::size_t(h)]) +
              ", expected " + std::to_string(visited));

@@ -102,15 +102,24 @@ def test_core_errors_are_mapped():
     # The binding checks the state buffers against the call's key.
     from lite_attention import _ext
     with pytest.raises(ValueError, match=r"state.mask: expected \d+ elements for this state key"):
-        _ext.forward(q, q, q, np.empty_like(q), None, state.mask[:3], state.row_visits, None, state.kept, None, True,
-                     -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
+        _ext.forward(q, q, q, np.empty_like(q), None, state.mask[:3], state.row_visits, None, state.kept, None, None,
+                     True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
     with pytest.raises(TypeError, match=r"state.kept: expected dtype uint32, got float32"):
         _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None,
-                     state.kept.astype(np.float32), None, True, -10.0, "running", "descending", [], [], [], (16, 16),
-                     0, 0, False)
+                     state.kept.astype(np.float32), None, None, True, -10.0, "running", "descending", [], [], [],
+                     (16, 16), 0, 0, False)
+    # The optional running totals: B * H int64.
+    with pytest.raises(ValueError, match=r"state.cumulative: expected 2 elements for this state key, got 1"):
+        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None, state.kept,
+                     state.cumulative[:1], None, True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0,
+                     False)
+    with pytest.raises(TypeError, match=r"state.cumulative: expected dtype int64, got int32"):
+        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None, state.kept,
+                     state.cumulative.astype(np.int32), None, True, -10.0, "running", "descending", [], [], [],
+                     (16, 16), 0, 0, False)
     with pytest.raises(ValueError, match=r"criterion: expected 'running' or 'previous'"):
-        _ext.forward(q, q, q, np.empty_like(q), None, None, None, None, None, None, False, -10.0, "x", "descending",
-                     [], [], [], None, 0, 0, False)
+        _ext.forward(q, q, q, np.empty_like(q), None, None, None, None, None, None, None, False, -10.0, "x",
+                     "descending", [], [], [], None, 0, 0, False)
     with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):
         la.attention(q, q, q, must_do=[(2 * i, 2 * i + 1) for i in range(20)])
 

@@ -169,13 +169,17 @@ def test_compile_inductor_matches_eager():
 def test_cuda_matches_cpu_reference(dtype):
     gpu = la.LiteAttention(threshold=-2.0)
     cpu = la.LiteAttention(threshold=-2.0)  # the CPU reference defaults to the kernel's tiles
+    sparsities = []
     for step in range(4):
         q, k, v = drifting(step, L=1000, H=4, D=128, dtype=dtype, device="cuda")
         out = gpu(q, k, v)
         ref = cpu(q.cpu(), k.cpu(), v.cpu())
         assert out.device.type == "cuda" and out.dtype == dtype
         torch.testing.assert_close(out.cpu().float(), ref.float(), atol=2e-2, rtol=2e-2)
+        sparsities.append(gpu.stats.sparsity)
     assert abs(gpu.stats.sparsity - cpu.stats.sparsity) < 0.02
+    # The kernel adds each call's kept counts to the running totals.
+    assert gpu.stats.cumulative_sparsity == pytest.approx(np.mean(sparsities)) and max(sparsities) > 0
 
 
 @pytest.mark.gpu
