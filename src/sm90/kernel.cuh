@@ -565,10 +565,11 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   const bool previous_criterion = plan.criterion == Criterion::previous;
   const bool partial_last_tile = (params.len_k % kBlockN) != 0;
 
-  // Warpgroup turns: a consumer warpgroup issues the GEMMs of a main-loop step only on its turn
-  // and then hands the turn to the other one, so the tensor cores alternate between them and
-  // one warpgroup's softmax overlaps the other's GEMMs. Both walk the same tile sequence, so the
-  // turns stay paired across work tiles; warpgroup 0 takes the first turn.
+  // Warpgroup turns: a consumer warpgroup issues its GEMMs (a work tile's first QK^T, each
+  // main-loop step's QK^T and PV, the last PV) only on its turn and then hands the turn to the
+  // other one, so the tensor cores alternate between them and one warpgroup's softmax overlaps
+  // the other's GEMMs. Both walk the same tile sequence, so the turns stay paired across work
+  // tiles; warpgroup 0 takes the first turn.
   const int consumer_wg = thread / cutlass::NumThreadsPerWarpGroup;
   const bool schedule = params.schedule_warpgroups;
   auto wait_turn = [&] {
@@ -706,7 +707,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         const int32_t tile = list[0];
         Tensor tSrS = partition_fragment_C(tiled_mma_qk, select<0, 1>(typename Traits::TileShapeQK{}));
         pipeline_k.consumer_wait(read);
-        wg_gemm<true, 0>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
+        // The first QK^T and the last PV take turns too, so the two warpgroups keep alternating
+        // across work tiles instead of issuing together at each work tile's start (+2-3 % sparse
+        // at (8192, 40) on H100, NOTES run 27). Both walk the same lists: the turns stay paired.
+        wait_turn();
+        wg_gemm<true, -1>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
+        pass_turn();
+        warpgroup_wait<0>();
         pipeline_k.consumer_release(read);
         softmax_tile(tSrS, tile, 0, scale_o);  // scale_o then multiplies O = 0: harmless
         convert_p(tSrS);
@@ -736,7 +743,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
       cutlass::arch::ClusterBarrier::arrive(&shared.list_empty[list_slot]);
       rescale_o(scale_o);
       pipeline_v.consumer_wait(read);
-      wg_gemm<false, 0>(tiled_mma_pv, tOrP, tOrV(_, _, _, read.index()), tOrO);
+      wait_turn();
+      wg_gemm<false, -1>(tiled_mma_pv, tOrP, tOrV(_, _, _, read.index()), tOrO);
+      pass_turn();
+      warpgroup_wait<0>();
       pipeline_v.consumer_release(read);
       ++read;
     } else {
