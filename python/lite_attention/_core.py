@@ -333,9 +333,9 @@ class SkipState:
         k = self.key
         if k is None:
             return SkipStats()
-        counts = k.batch * k.heads  # the buffers end with the work-tile counter's word
+        counts = k.batch * k.heads  # kept ends with the work-tile counter's word
         kept = self.lib.to_numpy(self.kept).view(np.uint32)[:counts].astype(np.int64).reshape(k.batch, k.heads)
-        cum = self.lib.to_numpy(self.cumulative)[:counts].astype(np.int64).reshape(k.batch, k.heads)
+        cum = self.lib.to_numpy(self.cumulative).astype(np.int64).reshape(k.batch, k.heads)
         visits = self.lib.to_numpy(self.row_visits).view(np.uint32)
         planned = self.tile_mask(True).sum(axis=(0, 2, 3))
         return SkipStats(

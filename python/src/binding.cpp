@@ -162,8 +162,10 @@ T* state_buffer(const OptArray& a, const char* name, std::int64_t count, nb::dlp
   return static_cast<T*>(const_cast<void*>(x.data()));
 }
 
+// The state's buffers as a view; cumulative (B * H int64 running totals of the kept counts, which
+// the kernel adds to) is optional.
 liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray& mask, const OptArray& row_visits,
-                                   const OptArray& row_max, const OptArray& kept) {
+                                   const OptArray& row_max, const OptArray& kept, const OptArray& cumulative = {}) {
   liteattn::SkipStateView view;
   view.key = key;
   view.mask = state_buffer<std::uint32_t>(mask, "state.mask", std::int64_t(key.mask_bytes() / 4), nb::dtype<std::uint32_t>(), key.device);
@@ -171,27 +173,23 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
   view.kept = state_buffer<std::uint32_t>(kept, "state.kept", key.kept_words(), nb::dtype<std::uint32_t>(), key.device);
   if (key.with_row_max)
     view.row_max = state_buffer<float>(row_max, "state.row_max", key.batch * key.heads * key.len_q, nb::dtype<float>(), key.device);
+  if (cumulative)
+    view.cumulative = state_buffer<std::int64_t>(cumulative, "state.cumulative", key.batch * key.heads,
+                                                 nb::dtype<std::int64_t>(), key.device);
   return view;
-}
-
-// The optional running totals of the kept counts (B * H int64), added to by the kernel.
-std::int64_t* cumulative_buffer(const OptArray& cumulative, const liteattn::StateKey& key) {
-  if (!cumulative) return nullptr;
-  return state_buffer<std::int64_t>(cumulative, "state.cumulative", key.batch * key.heads, nb::dtype<std::int64_t>(),
-                                    key.device);
 }
 
 // The attention call. Buffers: out (B, Lq, H, D) like q; lse fp32 (B, H, Lq) or None; the skip
 // state's mask / row_visits / row_max / kept (None when skipping is disabled) and, optionally,
 // cumulative (B * H int64 running totals of the kept counts, which every skipping call adds to;
-// the caller zeroes it, reset does not touch it). With reset=True
-// the state is re-initialised (after every argument check passed) before the call reads it,
-// also when skipping is disabled for this call (a warm-up step on a fresh state).
+// the caller zeroes it, reset does not touch it). With reset=True the state is re-initialised
+// (after every argument check passed) before the call reads it, also when skipping is disabled
+// for this call (a warm-up step on a fresh state).
 void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
              const OptArray& mask, const OptArray& row_visits, const OptArray& row_max, const OptArray& kept,
              const OptArray& cumulative, std::optional<double> scale, bool enabled, double threshold,
-             const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip, const Ranges& dense_queries,
-             std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
+             const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip,
+             const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
   liteattn::AttentionArgs args;
   args.q = view_of(q, "q");
   args.k = view_of(k, "k");
@@ -225,10 +223,8 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
   if (enabled && (std::isnan(threshold) || threshold > 0.0))
     fail("threshold", "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(threshold));
   // A disabled call (warm-up) leaves the state alone, but still initialises a fresh one (reset).
-  if (enabled || (reset && mask)) {
-    args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
-    args.state.cumulative = cumulative_buffer(cumulative, args.state.key);
-  }
+  if (enabled || (reset && mask))
+    args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept, cumulative);
   // Every check runs before anything is written, so a rejected call leaves out and state as
   // they were (the reset below included).
   liteattn::validate(args);
@@ -283,8 +279,8 @@ NB_MODULE(_ext, m) {
 #endif
 
   m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "mask"_a.none(), "row_visits"_a.none(),
-        "row_max"_a.none(), "kept"_a.none(), "cumulative"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a, "criterion"_a, "order"_a,
-        "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
+        "row_max"_a.none(), "kept"_a.none(), "cumulative"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a,
+        "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
         "Runs liteattn::attention over caller-owned buffers (see lite_attention/_core.py).");
 
   m.def(

@@ -709,7 +709,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
         pipeline_k.consumer_wait(read);
         // The first QK^T and the last PV take turns too, so the two warpgroups keep alternating
         // across work tiles instead of issuing together at each work tile's start (+2-3 % sparse
-        // at (8192, 40) on H100, NOTES run 27). Both walk the same lists: the turns stay paired.
+        // at (8192, 40) on H100, NOTES run 27).
         wait_turn();
         wg_gemm<true, -1>(tiled_mma_qk, tSrQ_tile, tSrK(_, _, _, read.index()), tSrS);
         pass_turn();
