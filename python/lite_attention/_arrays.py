@@ -41,6 +41,11 @@ class ArrayLib:
         """The stride of the last dimension, in elements."""
         return self.strides(x)[-1]
 
+    def signature(self, q, k, v):
+        """A hashable value that determines everything check_qkv reads of q, k, v, or None when
+        this library's calls are not worth caching (see _core.check_call)."""
+        return None
+
     # --- allocation on x's device --------------------------------------------------------
     def empty(self, shape, dtype: str, like): raise NotImplementedError
     def empty_u32(self, n: int, like): raise NotImplementedError
@@ -148,6 +153,17 @@ class TorchLib(ArrayLib):
 
     def last_stride(self, x):
         return x.stride(-1)
+
+    def signature(self, q, k, v):
+        # Exact tensors only (a subclass may answer these reads differently), and not while
+        # torch.compile traces (shapes may be symbolic; the trace checks once anyway).
+        # get_device() and is_cpu tell CPU, each CUDA device and anything else (-1, False) apart,
+        # at a fifth of the cost of .device; stride() is cheaper than stride(-1).
+        t = self.torch.Tensor
+        if type(q) is not t or type(k) is not t or type(v) is not t or self.torch.compiler.is_compiling():
+            return None
+        return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.get_device(), k.get_device(),
+                v.get_device(), q.is_cpu, k.is_cpu, v.is_cpu, q.stride(), k.stride(), v.stride())
 
     # State buffers are made outside inference mode: they are updated in place by every later
     # call, and torch forbids in-place updates of inference tensors outside inference mode.

@@ -90,6 +90,28 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
     return dtype
 
 
+_CHECKED: dict = {}  # (arrays' signature, criterion, cpu_tile) -> (dtype name, StateKey)
+
+
+def check_call(lib: ArrayLib, q, k, v, criterion: str, cpu_tile=None, names=("query", "key", "value")):
+    """check_qkv and the call's state key: (dtype name, StateKey). Calls repeat the same layouts
+    (every layer of a model, every step), so a signature of everything check_qkv reads (each
+    attribute read once, ~3 µs for torch tensors) that passed before skips the checks and the
+    key's construction (~15 µs). Only passing signatures are kept."""
+    sig = lib.signature(q, k, v)
+    if sig is not None:
+        hit = _CHECKED.get((sig, criterion, cpu_tile))
+        if hit is not None:
+            return hit
+    dtype = check_qkv(lib, q, k, v, names)
+    result = (dtype, state_key(q.shape, k.shape, dtype, lib.device(q), criterion, cpu_tile))
+    if sig is not None:
+        if len(_CHECKED) >= 256:
+            _CHECKED.clear()
+        _CHECKED[(sig, criterion, cpu_tile)] = result
+    return result
+
+
 def check_scale(scale) -> Optional[float]:
     if scale is None:
         return None
@@ -362,20 +384,20 @@ class CallOptions:
     cpu_threads: int = 0
 
 
-def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool):
-    """Runs one attention call; returns (out, lse or None).
+def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool, layout):
+    """Runs one attention call; returns (out, lse or None). layout: check_call's result for the
+    arrays and opts.
 
     With a state, the call uses it: it reads and updates it when opts.enabled, and leaves it alone
     otherwise (warm-up). On a new state key a fresh state is allocated and initialised inside the
     call, and replaces `state`'s buffers only when the call succeeds, so a rejected call leaves the
     state as it was. For torch inputs opts.enabled / opts.threshold may be 0-dim CPU tensors (so
     that torch.compile does not specialize on them)."""
-    dtype = lib.dtype_name(q)
+    dtype, key = layout
     candidate = None
     reset = False
     use = None
     if state is not None:
-        key = state_key(q.shape, k.shape, dtype, lib.device(q), opts.criterion, opts.cpu_tile)
         if state.key != key or state.lib is not lib:
             candidate = SkipState.allocate(lib, key, q)
             reset = True

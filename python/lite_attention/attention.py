@@ -5,7 +5,7 @@ import warnings
 from typing import Dict, Hashable, Optional, Tuple
 
 from ._arrays import lib_of, torch_lib
-from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_option, check_qkv, check_scale, run
+from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_call, check_option, check_scale, run
 from ._ranges import normalize_ranges
 from .schedule import ThresholdSchedule, check_threshold
 
@@ -187,7 +187,7 @@ class LiteAttention:
     def _call(self, query, key, value, scale, return_softmax_lse, must_do_list, must_skip_list, branch,
               dense_queries, step_key):
         lib = lib_of(query, "query")
-        check_qkv(lib, query, key, value)
+        layout = check_call(lib, query, key, value, self.criterion, self.cpu_tile)
         Lq, Lk = query.shape[1], key.shape[1]
         opts = CallOptions(
             scale=check_scale(scale),
@@ -214,7 +214,7 @@ class LiteAttention:
                 state = SkipState()
         else:
             opts.enabled = False  # plain dense attention; the states stay as they are
-        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse))
+        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse), layout)
         # Only a call that ran changes the instance (a rejected call leaves it as it was).
         if state is not None:
             self._states[branch] = state

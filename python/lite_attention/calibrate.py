@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 
 from ._arrays import lib_of
-from ._core import CRITERIA, ORDERS, CallOptions, SkipState, check_option, check_qkv, run
+from ._core import CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, run
 from .schedule import ThresholdSchedule, check_threshold
 
 DEFAULT_CANDIDATES = (0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0, -10.0, -12.0, -15.0, -20.0, -30.0)
@@ -89,10 +89,10 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
 
     def call(q, k, v, state, threshold, enabled=True):
         lib = lib_of(q, "q")
-        check_qkv(lib, q, k, v, names=("q", "k", "v"))
+        layout = check_call(lib, q, k, v, criterion, tile, names=("q", "k", "v"))
         opts = CallOptions(scale=scale, enabled=enabled, threshold=threshold, criterion=criterion, order=order,
                            cpu_tile=tile, cpu_threads=cpu_threads)
-        return run(lib, q, k, v, state, opts, False)[0]
+        return run(lib, q, k, v, state, opts, False, layout)[0]
 
     state = SkipState()
     chosen: List[float] = []

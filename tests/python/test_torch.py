@@ -59,6 +59,33 @@ def test_torch_errors():
         attn(q, q.cuda(), q)
 
 
+
+def test_checks_still_reject_after_a_layout_passed():
+    # Calls skip the argument checks for a layout that passed before (_core.check_call): every
+    # attribute the checks read must be part of that layout, or one of these would get through.
+    q = tq((1, 32, 2, 16))
+    attn, undisturbed = la.LiteAttention(cpu_tile=(16, 16)), la.LiteAttention(cpu_tile=(16, 16))
+    attn(q, q, q)
+    undisturbed(q, q, q)
+    with pytest.raises(TypeError, match=r"value: expected dtype float32 \(as query\), got torch.float16"):
+        attn(q, q, q.half())
+    strided = torch.empty(1, 32, 2, 32)[..., ::2]
+    strided.copy_(q)
+    with pytest.raises(ValueError, match="key: expected a unit stride in the last"):
+        attn(q, strided, q)
+    with pytest.raises(ValueError, match="value: expected the shape of key"):
+        attn(q, q, q[:, :16])
+    with pytest.raises(TypeError, match="key: expected a torch array like query"):
+        attn(q, q.numpy(), q)
+    with pytest.raises(ValueError, match="query: expected a CPU or CUDA tensor, got device meta"):
+        attn(q.to("meta"), q.to("meta"), q.to("meta"))
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="value: expected device cpu"):
+            attn(q, q, q.cuda())
+    # The rejected calls left the state and the step alone: the next call is the undisturbed one's.
+    assert attn.step == undisturbed.step == 0
+    torch.testing.assert_close(attn(q, q, q), undisturbed(q, q, q), rtol=0, atol=0)
+
 def test_opcheck():
     from torch.library import opcheck
 
