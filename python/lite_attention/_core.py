@@ -204,6 +204,15 @@ def state_layout(batch, len_q, heads, head_dim, len_k=None, dtype="bfloat16", de
                              criterion, None if cpu_tile is None else tuple(cpu_tile))
 
 
+def state_buffers(key: StateKey, export, mask, row_visits, row_max, kept, cumulative=None):
+    """The binding's StateBuffers for a state's arrays (export: their library's DLPack export);
+    it checks each array against the key (count, dtype, device, contiguity) and holds them."""
+    x = lambda a: None if a is None else export(a)  # noqa: E731
+    return _ext.StateBuffers(key.batch, key.len_q, key.heads, key.head_dim, key.len_k, key.dtype, key.device[0],
+                             key.device[1], "previous" if key.with_row_max else "running", key.tile, x(mask),
+                             x(row_visits), x(row_max), x(kept), x(cumulative))
+
+
 # --- skip state -----------------------------------------------------------------------------
 @dataclass
 class SkipStats:
@@ -275,6 +284,7 @@ class SkipState:
         self.key: Optional[StateKey] = None
         self.lib: Optional[ArrayLib] = None
         self.mask = self.row_visits = self.row_max = self.kept = self.cumulative = None
+        self._handle = None  # the binding's StateBuffers over these arrays, built on first use
 
     @property
     def shaped(self) -> bool:
@@ -282,6 +292,12 @@ class SkipState:
 
     def buffers(self):
         return (self.mask, self.row_visits, self.row_max, self.kept)
+
+    def handle(self):
+        """The buffers as the binding takes them (checked against the key once, here)."""
+        if self._handle is None:
+            self._handle = state_buffers(self.key, self.lib.export, *self.buffers(), self.cumulative)
+        return self._handle
 
     @staticmethod
     def allocate(lib: ArrayLib, key: StateKey, like) -> "SkipState":
@@ -298,7 +314,7 @@ class SkipState:
     def adopt(self, other: "SkipState") -> None:
         self.key, self.lib = other.key, other.lib
         self.mask, self.row_visits, self.row_max, self.kept = other.buffers()
-        self.cumulative = other.cumulative
+        self.cumulative, self._handle = other.cumulative, other._handle
 
     def clone(self) -> "SkipState":
         s = SkipState()
@@ -321,10 +337,7 @@ class SkipState:
 
             _torch_ops.reset(self)
         else:
-            x = lib.export
-            _ext.reset_state(k.batch, k.len_q, k.heads, k.head_dim, k.len_k, k.dtype, k.device[0], k.device[1],
-                             "previous" if k.with_row_max else "running", k.tile, x(self.mask), x(self.row_visits),
-                             None if self.row_max is None else x(self.row_max), x(self.kept), lib.stream(self.mask))
+            _ext.reset_state(self.handle(), lib.stream(self.mask))
         self.cumulative[...] = 0
 
     def release(self) -> None:
@@ -414,10 +427,8 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
         B, Lq, H, D = q.shape
         out = lib.empty(tuple(q.shape), dtype, q)
         lse = lib.empty((B, H, Lq), "float32", q) if return_lse else None
-        bufs = use.buffers() if use is not None else (None, None, None, None)
         x = lib.export
-        _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse),
-                     *(None if b is None else x(b) for b in bufs), None if use is None else x(use.cumulative),
+        _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse), None if use is None else use.handle(),
                      opts.scale, enabled, float(opts.threshold), opts.criterion, opts.order, opts.must_do,
                      opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads, lib.stream(q), reset)
     if candidate is not None:

@@ -22,6 +22,8 @@ from typing import List, Optional
 import torch
 
 from . import _ext
+from ._arrays import torch_lib
+from ._core import check_call, state_buffers
 
 NAMESPACE = "lite_attention"
 
@@ -69,15 +71,15 @@ def _host_scalar(t, name: str):
     return t.item()
 
 
-def _launch(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold: float, enabled: bool, scale, criterion,
-            order, must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool):
+def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, order, must_do, must_skip,
+            dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool):
     """Allocates out (and lse when asked for) and runs the binding on q's device and current
-    stream; ranges are lists of (start, end) pairs. Returns (out, lse or None)."""
+    stream; state is the binding's StateBuffers or None; ranges are lists of (start, end) pairs.
+    Returns (out, lse or None)."""
     out = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, Lq, H, D); 2 µs less than torch.empty
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
     with _device_of(q):
-        _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), _capsule(mask),
-                     _capsule(row_visits), _capsule(row_max), _capsule(kept), _capsule(cumulative), scale, enabled,
+        _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), state, scale, enabled,
                      threshold, criterion, order, must_do, must_skip, dense_queries,
                      None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
     return out, lse
@@ -85,10 +87,14 @@ def _launch(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold: flo
 
 def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
                   must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
-    out, lse = _launch(q, k, v, mask, row_visits, row_max, kept, cumulative,
-                       float(_host_scalar(threshold, "threshold")), bool(_host_scalar(enabled, "enabled")), scale,
-                       criterion, order, _pairs(must_do), _pairs(must_skip), _pairs(dense_queries), cpu_tile,
-                       cpu_threads, reset, return_lse)
+    cpu_tile = None if cpu_tile is None else tuple(cpu_tile)
+    state = None
+    if mask is not None:  # the op's state tensors, checked against the call's key
+        _, key = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
+        state = state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
+    out, lse = _launch(q, k, v, state, float(_host_scalar(threshold, "threshold")),
+                       bool(_host_scalar(enabled, "enabled")), scale, criterion, order, _pairs(must_do),
+                       _pairs(must_skip), _pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse)
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
 
@@ -139,10 +145,11 @@ def _reset_state_impl(mask, row_visits, row_max, kept, q_shape, len_k, criterion
     B, Lq, H, D, dtype_index = q_shape
     device = mask.device
     with _device_of(mask):
-        _ext.reset_state(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
-                         device.index if device.index is not None else 0, criterion,
-                         None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
-                         _capsule(row_max), _capsule(kept), _stream(mask))
+        state = _ext.StateBuffers(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
+                                  device.index if device.index is not None else 0, criterion,
+                                  None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
+                                  _capsule(row_max), _capsule(kept), None)
+        _ext.reset_state(state, _stream(mask))
 
 
 _DTYPE_ORDER = ("float32", "bfloat16", "float16")
@@ -191,16 +198,16 @@ def forward(q, k, v, state, opts, reset: bool, return_lse: bool):
         with torch.no_grad():
             out, lse = forward(q, k, v, state, opts, reset, return_lse)
         return _ForwardOnly.apply(q, k, v, out, lse)
+    if _runs_eagerly(q, k, v):
+        return _launch(q, k, v, None if state is None else state.handle(),
+                       float(_host_scalar(opts.threshold, "threshold")), bool(_host_scalar(opts.enabled, "enabled")),
+                       opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
+                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse)
     if state is not None:
         mask, row_visits, row_max, kept = state.buffers()
         cumulative = state.cumulative
     else:
         mask = row_visits = row_max = kept = cumulative = None
-    if _runs_eagerly(q, k, v):
-        return _launch(q, k, v, mask, row_visits, row_max, kept, cumulative,
-                       float(_host_scalar(opts.threshold, "threshold")), bool(_host_scalar(opts.enabled, "enabled")),
-                       opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
-                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse)
     flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
     return torch.ops.lite_attention.forward(
         q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(opts.threshold, torch.float32),

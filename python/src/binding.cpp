@@ -179,15 +179,33 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
   return view;
 }
 
+// A skip state's buffers, checked against the state's key once, when the Python state is
+// allocated: calls then take this instead of the arrays (importing and checking five arrays
+// costs several microseconds of every call's host time). It holds the arrays, so the buffers
+// live at least as long as it does. cumulative (B * H int64 running totals of the kept counts,
+// which every skipping call adds to; the caller zeroes it, reset does not touch it) is optional.
+struct StateBuffers {
+  Array mask, row_visits, kept;
+  OptArray row_max, cumulative;
+  liteattn::SkipStateView view;
+};
+
+StateBuffers state_buffers(std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim,
+                           std::int64_t len_k, const std::string& dtype, const std::string& device_kind,
+                           int device_index, const std::string& criterion, std::optional<std::pair<int, int>> cpu_tile,
+                           const OptArray& mask, const OptArray& row_visits, const OptArray& row_max,
+                           const OptArray& kept, const OptArray& cumulative) {
+  const auto args = probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
+  const auto view = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept, cumulative);
+  return StateBuffers{*mask, *row_visits, *kept, row_max, cumulative, view};  // state_view checked them
+}
+
 // The attention call. Buffers: out (B, Lq, H, D) like q; lse fp32 (B, H, Lq) or None; the skip
-// state's mask / row_visits / row_max / kept (None when skipping is disabled) and, optionally,
-// cumulative (B * H int64 running totals of the kept counts, which every skipping call adds to;
-// the caller zeroes it, reset does not touch it). With reset=True the state is re-initialised
-// (after every argument check passed) before the call reads it, also when skipping is disabled
-// for this call (a warm-up step on a fresh state).
+// state (None when skipping is disabled), whose key must be this call's. With reset=True the
+// state is re-initialised (after every argument check passed) before the call reads it, also
+// when skipping is disabled for this call (a warm-up step on a fresh state).
 void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
-             const OptArray& mask, const OptArray& row_visits, const OptArray& row_max, const OptArray& kept,
-             const OptArray& cumulative, std::optional<double> scale, bool enabled, double threshold,
+             const StateBuffers* state, std::optional<double> scale, bool enabled, double threshold,
              const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip,
              const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
   liteattn::AttentionArgs args;
@@ -223,8 +241,13 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
   if (enabled && (std::isnan(threshold) || threshold > 0.0))
     fail("threshold", "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(threshold));
   // A disabled call (warm-up) leaves the state alone, but still initialises a fresh one (reset).
-  if (enabled || (reset && mask))
-    args.state = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept, cumulative);
+  if (enabled || (reset && state)) {
+    if (!state) fail("state", "expected the skip state of a skipping call, got None", ArgumentError::Kind::type);
+    const liteattn::StateKey key = liteattn::state_key(args);
+    if (!(state->view.key == key))
+      fail("state", "expected a state for " + key.describe() + ", got one for " + state->view.key.describe());
+    args.state = state->view;
+  }
   // Every check runs before anything is written, so a rejected call leaves out and state as
   // they were (the reset below included).
   liteattn::validate(args);
@@ -233,14 +256,9 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
   liteattn::attention(args);
 }
 
-void reset_state(std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim, std::int64_t len_k,
-                 const std::string& dtype, const std::string& device_kind, int device_index,
-                 const std::string& criterion, std::optional<std::pair<int, int>> cpu_tile, const OptArray& mask,
-                 const OptArray& row_visits, const OptArray& row_max, const OptArray& kept, std::uintptr_t stream) {
-  const auto args = probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
-  const auto view = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept);
+void reset_state(const StateBuffers& state, std::uintptr_t stream) {
   nb::gil_scoped_release release;
-  liteattn::reset_state(view, reinterpret_cast<void*>(stream));
+  liteattn::reset_state(state.view, reinterpret_cast<void*>(stream));
 }
 
 void merge(const std::vector<Array>& outs, const std::vector<Array>& lses, const Array& out, const OptArray& lse) {
@@ -278,8 +296,22 @@ NB_MODULE(_ext, m) {
   m.attr("built_with_cuda") = false;
 #endif
 
-  m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "mask"_a.none(), "row_visits"_a.none(),
-        "row_max"_a.none(), "kept"_a.none(), "cumulative"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a,
+  nb::class_<StateBuffers>(m, "StateBuffers",
+                           "A skip state's buffers, checked against its key (see binding.cpp); holds the arrays.")
+      .def("__init__",
+           [](StateBuffers* self, std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim,
+              std::int64_t len_k, const std::string& dtype, const std::string& device_kind, int device_index,
+              const std::string& criterion, std::optional<std::pair<int, int>> cpu_tile, const OptArray& mask,
+              const OptArray& row_visits, const OptArray& row_max, const OptArray& kept, const OptArray& cumulative) {
+             new (self) StateBuffers(state_buffers(batch, len_q, heads, head_dim, len_k, dtype, device_kind,
+                                                   device_index, criterion, cpu_tile, mask, row_visits, row_max,
+                                                   kept, cumulative));
+           },
+           "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
+           "criterion"_a, "cpu_tile"_a.none(), "mask"_a.none(), "row_visits"_a.none(), "row_max"_a.none(),
+           "kept"_a.none(), "cumulative"_a.none());
+
+  m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a,
         "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
         "Runs liteattn::attention over caller-owned buffers (see lite_attention/_core.py).");
 
@@ -294,9 +326,7 @@ NB_MODULE(_ext, m) {
       "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
       "criterion"_a, "cpu_tile"_a.none(), "The StateKey (sizes of the state buffers) a call with these arguments needs.");
 
-  m.def("reset_state", &reset_state, "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a,
-        "device_kind"_a, "device_index"_a, "criterion"_a, "cpu_tile"_a.none(), "mask"_a.none(), "row_visits"_a.none(),
-        "row_max"_a.none(), "kept"_a.none(), "stream"_a, "Writes the initial skip state into the buffers.");
+  m.def("reset_state", &reset_state, "state"_a, "stream"_a, "Writes the initial skip state into the buffers.");
 
   m.def(
       "tile_shape",

@@ -99,27 +99,36 @@ def test_core_errors_are_mapped():
     q = randn((1, 64, 2, 32), 2)
     state = la.SkipState()
     la.attention(q, q, q, state, cpu_tile=(16, 16))
-    # The binding checks the state buffers against the call's key.
+    # The binding checks the state buffers against the state's key once, when it takes them.
     from lite_attention import _ext
+    from lite_attention._core import state_buffers
+
+    def take(mask=state.mask, kept=state.kept, cumulative=state.cumulative):
+        return state_buffers(state.key, lambda a: a, mask, state.row_visits, None, kept, cumulative)
+
     with pytest.raises(ValueError, match=r"state.mask: expected \d+ elements for this state key"):
-        _ext.forward(q, q, q, np.empty_like(q), None, state.mask[:3], state.row_visits, None, state.kept, None, None,
-                     True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
+        take(mask=state.mask[:3])
     with pytest.raises(TypeError, match=r"state.kept: expected dtype uint32, got float32"):
-        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None,
-                     state.kept.astype(np.float32), None, None, True, -10.0, "running", "descending", [], [], [],
-                     (16, 16), 0, 0, False)
+        take(kept=state.kept.astype(np.float32))
+    with pytest.raises(TypeError, match=r"state.mask: expected a state buffer of \d+ elements, got None"):
+        take(mask=None)
     # The optional running totals: B * H int64.
     with pytest.raises(ValueError, match=r"state.cumulative: expected 2 elements for this state key, got 1"):
-        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None, state.kept,
-                     state.cumulative[:1], None, True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0,
-                     False)
+        take(cumulative=state.cumulative[:1])
     with pytest.raises(TypeError, match=r"state.cumulative: expected dtype int64, got int32"):
-        _ext.forward(q, q, q, np.empty_like(q), None, state.mask, state.row_visits, None, state.kept,
-                     state.cumulative.astype(np.int32), None, True, -10.0, "running", "descending", [], [], [],
-                     (16, 16), 0, 0, False)
+        take(cumulative=state.cumulative.astype(np.int32))
+    # A call checks that the state's key is its own, and that a skipping call has a state.
+    args = (None, True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
+    _ext.forward(q, q, q, np.empty_like(q), None, take(), *args)  # the state's own call runs
+    other = la.SkipState()
+    la.attention(q[:, :32], q[:, :32], q[:, :32], other, cpu_tile=(16, 16))
+    with pytest.raises(ValueError, match=r"state: expected a state for B=1 H=2 Lq=64 .* got one for B=1 H=2 Lq=32"):
+        _ext.forward(q, q, q, np.empty_like(q), None, other.handle(), *args)
+    with pytest.raises(TypeError, match=r"state: expected the skip state of a skipping call, got None"):
+        _ext.forward(q, q, q, np.empty_like(q), None, None, *args)
     with pytest.raises(ValueError, match=r"criterion: expected 'running' or 'previous'"):
-        _ext.forward(q, q, q, np.empty_like(q), None, None, None, None, None, None, None, False, -10.0, "x",
-                     "descending", [], [], [], None, 0, 0, False)
+        _ext.forward(q, q, q, np.empty_like(q), None, None, None, False, -10.0, "x", "descending", [], [], [], None,
+                     0, 0, False)
     with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):
         la.attention(q, q, q, must_do=[(2 * i, 2 * i + 1) for i in range(20)])
 
