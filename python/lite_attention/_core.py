@@ -411,7 +411,7 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
     reset = False
     use = None
     if state is not None:
-        if state.key != key or state.lib is not lib:
+        if (state.key is not key and state.key != key) or state.lib is not lib:  # keys are cached: identity first
             candidate = SkipState.allocate(lib, key, q)
             reset = True
         use = candidate if candidate is not None else state
