@@ -5,6 +5,7 @@ torch.library ops in _torch_ops so that torch.compile and CUDA graphs see one op
 """
 from __future__ import annotations
 
+import atexit
 import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -90,21 +91,30 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
     return dtype
 
 
-_CHECKED: dict = {}  # (arrays' signature, criterion, cpu_tile) -> (dtype name, StateKey)
+_CHECKED: dict = {}  # (arrays' signature, criterion, cpu_tile) -> check_call's result
+# Emptied at exit, before the interpreter tears the extension down: nanobind reports binding
+# objects still alive at that point (the cached CallLayouts) as leaks.
+atexit.register(_CHECKED.clear)
 
 
 def check_call(lib: ArrayLib, q, k, v, criterion: str, cpu_tile=None, names=("query", "key", "value")):
-    """check_qkv and the call's state key: (dtype name, StateKey). Calls repeat the same layouts
-    (every layer of a model, every step), so a signature of everything check_qkv reads (each
-    attribute read once, ~3 µs for torch tensors) that passed before skips the checks and the
-    key's construction (~15 µs). Only passing signatures are kept."""
+    """check_qkv and the call's state key: (dtype name, StateKey, CallLayout or None). Calls repeat
+    the same layouts (every layer of a model, every step), so a signature of everything check_qkv
+    reads (each attribute read once, ~3 µs for torch tensors) that passed before skips the checks
+    and the key's construction (~15 µs). Only passing signatures are kept. For them the binding's
+    CallLayout (q, k, v and a contiguous out: shapes, strides, dtype, device) is built once too,
+    so that a call passes data pointers instead of four DLPack tensors."""
     sig = lib.signature(q, k, v)
     if sig is not None:
         hit = _CHECKED.get((sig, criterion, cpu_tile))
         if hit is not None:
             return hit
     dtype = check_qkv(lib, q, k, v, names)
-    result = (dtype, state_key(q.shape, k.shape, dtype, lib.device(q), criterion, cpu_tile))
+    layout = None
+    if sig is not None:
+        x = lib.export
+        layout = _ext.CallLayout(x(q), x(k), x(v), x(lib.empty(tuple(q.shape), dtype, q)))
+    result = (dtype, state_key(q.shape, k.shape, dtype, lib.device(q), criterion, cpu_tile), layout)
     if sig is not None:
         if len(_CHECKED) >= 256:
             _CHECKED.clear()
@@ -406,7 +416,7 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
     call, and replaces `state`'s buffers only when the call succeeds, so a rejected call leaves the
     state as it was. For torch inputs opts.enabled / opts.threshold may be 0-dim CPU tensors (so
     that torch.compile does not specialize on them)."""
-    dtype, key = layout
+    dtype, key, call_layout = layout
     candidate = None
     reset = False
     use = None
@@ -419,7 +429,7 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
     if t is not None and lib is t:
         from . import _torch_ops
 
-        out, lse = _torch_ops.forward(q, k, v, use, opts, reset, return_lse)
+        out, lse = _torch_ops.forward(q, k, v, use, opts, reset, return_lse, call_layout)
         if not return_lse:
             lse = None
     else:

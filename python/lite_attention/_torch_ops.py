@@ -72,16 +72,21 @@ def _host_scalar(t, name: str):
 
 
 def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, order, must_do, must_skip,
-            dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool):
+            dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool, call_layout=None):
     """Allocates out (and lse when asked for) and runs the binding on q's device and current
-    stream; state is the binding's StateBuffers or None; ranges are lists of (start, end) pairs.
-    Returns (out, lse or None)."""
+    stream; state is the binding's StateBuffers or None; ranges are lists of (start, end) pairs;
+    call_layout (the binding's CallLayout of q, k, v and out, from check_call) passes data pointers
+    instead of DLPack tensors. Returns (out, lse or None)."""
     out = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, Lq, H, D); 2 µs less than torch.empty
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
+    options = (state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries,
+               None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
     with _device_of(q):
-        _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), state, scale, enabled,
-                     threshold, criterion, order, must_do, must_skip, dense_queries,
-                     None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
+        if call_layout is not None:
+            _ext.forward_layout(call_layout, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), _capsule(lse),
+                                *options)
+        else:
+            _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), *options)
     return out, lse
 
 
@@ -90,7 +95,7 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
     cpu_tile = None if cpu_tile is None else tuple(cpu_tile)
     state = None
     if mask is not None:  # the op's state tensors, checked against the call's key
-        _, key = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
+        _, key, _ = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
         state = state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
     out, lse = _launch(q, k, v, state, float(_host_scalar(threshold, "threshold")),
                        bool(_host_scalar(enabled, "enabled")), scale, criterion, order, _pairs(must_do),
@@ -191,18 +196,19 @@ class _ForwardOnly(torch.autograd.Function):
                                   "run it under torch.no_grad() or torch.inference_mode()")
 
 
-def forward(q, k, v, state, opts, reset: bool, return_lse: bool):
+def forward(q, k, v, state, opts, reset: bool, return_lse: bool, call_layout=None):
     """Calls torch.ops.lite_attention.forward with a SkipState (or None) and CallOptions;
-    opts.threshold / opts.enabled may be Python values or 0-dim CPU tensors."""
+    opts.threshold / opts.enabled may be Python values or 0-dim CPU tensors. Eager calls run the
+    op's implementation directly, with call_layout (check_call's CallLayout) when given."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         with torch.no_grad():
-            out, lse = forward(q, k, v, state, opts, reset, return_lse)
+            out, lse = forward(q, k, v, state, opts, reset, return_lse, call_layout)
         return _ForwardOnly.apply(q, k, v, out, lse)
     if _runs_eagerly(q, k, v):
         return _launch(q, k, v, None if state is None else state.handle(),
                        float(_host_scalar(opts.threshold, "threshold")), bool(_host_scalar(opts.enabled, "enabled")),
                        opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
-                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse)
+                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse, call_layout)
     if state is not None:
         mask, row_visits, row_max, kept = state.buffers()
         cumulative = state.cumulative

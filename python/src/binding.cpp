@@ -200,22 +200,14 @@ StateBuffers state_buffers(std::int64_t batch, std::int64_t len_q, std::int64_t 
   return StateBuffers{*mask, *row_visits, *kept, row_max, cumulative, view};  // state_view checked them
 }
 
-// The attention call. Buffers: out (B, Lq, H, D) like q; lse fp32 (B, H, Lq) or None; the skip
-// state (None when skipping is disabled), whose key must be this call's. With reset=True the
-// state is re-initialised (after every argument check passed) before the call reads it, also
-// when skipping is disabled for this call (a warm-up step on a fresh state).
-void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
-             const StateBuffers* state, std::optional<double> scale, bool enabled, double threshold,
-             const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip,
-             const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
-  liteattn::AttentionArgs args;
-  args.q = view_of(q, "q");
-  args.k = view_of(k, "k");
-  args.v = view_of(v, "v");
-  args.out = view_of(out, "out");
-  if (out.device_type() != nb::device::cpu::value && out.device_type() != nb::device::cuda::value &&
-      out.device_type() != nb::device::cuda_managed::value)
-    fail("out", "expected a CPU or CUDA array");
+// The attention call on tensors already in args (q, k, v, out). lse: fp32 (B, H, Lq) or None;
+// state: the skip state (None when skipping is disabled), whose key must be this call's. With
+// reset=True the state is re-initialised (after every argument check passed) before the call
+// reads it, also when skipping is disabled for this call (a warm-up step on a fresh state).
+void run_call(liteattn::AttentionArgs args, const OptArray& lse, const StateBuffers* state, std::optional<double> scale,
+              bool enabled, double threshold, const std::string& criterion, const std::string& order,
+              const Ranges& must_do, const Ranges& must_skip, const Ranges& dense_queries,
+              std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
   if (lse) {
     const Array& l = *lse;
     if (l.dtype() != nb::dtype<float>())
@@ -254,6 +246,47 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
   nb::gil_scoped_release release;
   if (reset && args.state.defined()) liteattn::reset_state(args.state, args.stream);
   liteattn::attention(args);
+}
+
+// The attention call on DLPack arrays; out is (B, Lq, H, D) like q.
+void forward(const Array& q, const Array& k, const Array& v, const Array& out, const OptArray& lse,
+             const StateBuffers* state, std::optional<double> scale, bool enabled, double threshold,
+             const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip,
+             const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile, int cpu_threads,
+             std::uintptr_t stream, bool reset) {
+  liteattn::AttentionArgs args;
+  args.q = view_of(q, "q");
+  args.k = view_of(k, "k");
+  args.v = view_of(v, "v");
+  args.out = view_of(out, "out");
+  run_call(args, lse, state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
+           cpu_threads, stream, reset);
+}
+
+// The layout of a call's q, k, v and out (shapes, strides, dtype, device), read from DLPack arrays
+// once: calls of that layout then pass only the four data pointers to forward_layout (exporting
+// and importing four DLPack tensors costs a few microseconds of every call's host time). A call
+// still runs every check on the layout with its pointers.
+struct CallLayout {
+  liteattn::TensorView q, k, v, out;
+};
+
+void forward_layout(const CallLayout& layout, std::uintptr_t q, std::uintptr_t k, std::uintptr_t v, std::uintptr_t out,
+                    const OptArray& lse, const StateBuffers* state, std::optional<double> scale, bool enabled,
+                    double threshold, const std::string& criterion, const std::string& order, const Ranges& must_do,
+                    const Ranges& must_skip, const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile,
+                    int cpu_threads, std::uintptr_t stream, bool reset) {
+  liteattn::AttentionArgs args;
+  args.q = layout.q;
+  args.k = layout.k;
+  args.v = layout.v;
+  args.out = layout.out;
+  args.q.data = reinterpret_cast<void*>(q);
+  args.k.data = reinterpret_cast<void*>(k);
+  args.v.data = reinterpret_cast<void*>(v);
+  args.out.data = reinterpret_cast<void*>(out);
+  run_call(args, lse, state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
+           cpu_threads, stream, reset);
 }
 
 void reset_state(const StateBuffers& state, std::uintptr_t stream) {
@@ -310,6 +343,18 @@ NB_MODULE(_ext, m) {
            "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
            "criterion"_a, "cpu_tile"_a.none(), "mask"_a.none(), "row_visits"_a.none(), "row_max"_a.none(),
            "kept"_a.none(), "cumulative"_a.none());
+
+  nb::class_<CallLayout>(m, "CallLayout", "The layout of a call's q, k, v and out (see binding.cpp).")
+      .def("__init__",
+           [](CallLayout* self, const Array& q, const Array& k, const Array& v, const Array& out) {
+             new (self) CallLayout{view_of(q, "q"), view_of(k, "k"), view_of(v, "v"), view_of(out, "out")};
+           },
+           "q"_a, "k"_a, "v"_a, "out"_a);
+
+  m.def("forward_layout", &forward_layout, "layout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(),
+        "scale"_a.none(), "enabled"_a, "threshold"_a, "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a,
+        "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
+        "forward on data pointers of arrays of a CallLayout (the caller keeps the arrays alive).");
 
   m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a,
         "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
