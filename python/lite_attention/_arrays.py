@@ -18,6 +18,11 @@ F32, BF16, F16 = "float32", "bfloat16", "float16"
 class ArrayLib:
     name = "?"
 
+    def __reduce__(self):
+        # One adapter per library: copies and pickles of states resolve to it, so a copied state
+        # still matches calls on its library (SkipState compares adapters by identity).
+        return (library_named, (self.name,))
+
     def owns(self, x: Any) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -157,13 +162,15 @@ class TorchLib(ArrayLib):
     def signature(self, q, k, v):
         # Exact tensors only (a subclass may answer these reads differently), and not while
         # torch.compile traces (shapes may be symbolic; the trace checks once anyway).
-        # get_device() and is_cpu tell CPU, each CUDA device and anything else (-1, False) apart,
-        # at a fifth of the cost of .device; stride() is cheaper than stride(-1).
+        # is_cuda, is_cpu and get_device() tell CPU, each CUDA device and any other device apart
+        # (another accelerator's index alone would read like a CUDA device's), at a fifth of the
+        # cost of .device; stride() is cheaper than stride(-1).
         t = self.torch.Tensor
         if type(q) is not t or type(k) is not t or type(v) is not t or self.torch.compiler.is_compiling():
             return None
-        return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.get_device(), k.get_device(),
-                v.get_device(), q.is_cpu, k.is_cpu, v.is_cpu, q.stride(), k.stride(), v.stride())
+        return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.is_cuda, k.is_cuda, v.is_cuda, q.is_cpu,
+                k.is_cpu, v.is_cpu, q.get_device(), k.get_device(), v.get_device(), q.stride(), k.stride(), v.stride())
+
 
     # State buffers are made outside inference mode: they are updated in place by every later
     # call, and torch forbids in-place updates of inference tensors outside inference mode.
@@ -260,6 +267,24 @@ def torch_lib() -> TorchLib | None:
     if _torch_lib is None and sys.modules.get("torch") is not None:
         _torch_lib = TorchLib()
     return _torch_lib
+
+
+def library_named(name: str) -> ArrayLib:
+    """The adapter of the library called name ('numpy', 'torch', 'cupy')."""
+    global _cupy_lib
+    if name == "numpy":
+        return _NUMPY
+    if name == "torch":
+        import torch  # noqa: F401  (an unpickled torch state needs torch loaded)
+
+        return torch_lib()
+    if name == "cupy":
+        import cupy  # noqa: F401
+
+        if _cupy_lib is None:
+            _cupy_lib = CupyLib()
+        return _cupy_lib
+    raise ValueError(f"library: expected 'numpy', 'torch' or 'cupy', got {name!r}")
 
 
 def lib_of(x: Any, name: str = "query") -> ArrayLib:

@@ -113,7 +113,7 @@ def check_call(lib: ArrayLib, q, k, v, criterion: str, cpu_tile=None, names=("qu
     layout = None
     if sig is not None:
         x = lib.export
-        layout = _ext.CallLayout(x(q), x(k), x(v), x(lib.empty(tuple(q.shape), dtype, q)))
+        layout = _ext.CallLayout(x(q), x(k), x(v))
     result = (dtype, state_key(q.shape, k.shape, dtype, lib.device(q), criterion, cpu_tile), layout)
     if sig is not None:
         if len(_CHECKED) >= 256:
@@ -303,8 +303,12 @@ class SkipState:
     def buffers(self):
         return (self.mask, self.row_visits, self.row_max, self.kept)
 
+    def __getstate__(self):
+        # The binding's handle is neither picklable nor to be shared: a copy builds its own.
+        return {**self.__dict__, "_handle": None}
+
     def handle(self):
-        """The buffers as the binding takes them (checked against the key once, here)."""
+        """The buffers as the binding takes them (checked against the key once, on first use)."""
         if self._handle is None:
             self._handle = state_buffers(self.key, self.lib.export, *self.buffers(), self.cumulative)
         return self._handle
@@ -407,8 +411,8 @@ class CallOptions:
     cpu_threads: int = 0
 
 
-def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool, layout):
-    """Runs one attention call; returns (out, lse or None). layout: check_call's result for the
+def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool, checked):
+    """Runs one attention call; returns (out, lse or None). checked: check_call's result for the
     arrays and opts.
 
     With a state, the call uses it: it reads and updates it when opts.enabled, and leaves it alone
@@ -416,7 +420,7 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
     call, and replaces `state`'s buffers only when the call succeeds, so a rejected call leaves the
     state as it was. For torch inputs opts.enabled / opts.threshold may be 0-dim CPU tensors (so
     that torch.compile does not specialize on them)."""
-    dtype, key, call_layout = layout
+    dtype, key, call_layout = checked
     candidate = None
     reset = False
     use = None

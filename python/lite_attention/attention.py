@@ -187,7 +187,7 @@ class LiteAttention:
     def _call(self, query, key, value, scale, return_softmax_lse, must_do_list, must_skip_list, branch,
               dense_queries, step_key):
         lib = lib_of(query, "query")
-        layout = check_call(lib, query, key, value, self.criterion, self.cpu_tile)
+        checked = check_call(lib, query, key, value, self.criterion, self.cpu_tile)
         Lq, Lk = query.shape[1], key.shape[1]
         opts = CallOptions(
             scale=check_scale(scale),
@@ -214,7 +214,7 @@ class LiteAttention:
                 state = SkipState()
         else:
             opts.enabled = False  # plain dense attention; the states stay as they are
-        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse), layout)
+        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse), checked)
         # Only a call that ran changes the instance (a rejected call leaves it as it was).
         if state is not None:
             self._states[branch] = state
@@ -244,6 +244,14 @@ class _StepCounter:
 
     def _traced(self) -> bool:
         return self.tensor is not None and torch_lib().torch.compiler.is_compiling()
+
+    # Copies and pickles carry the value; the view must alias the copy's own tensor.
+    def __getstate__(self):
+        return {"value": self.get()}
+
+    def __setstate__(self, state):
+        self.__init__()
+        self.set(state["value"])
 
     def get(self) -> int:
         if self.tensor is None:

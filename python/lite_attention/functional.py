@@ -16,7 +16,8 @@ def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = 
     (the state is shaped, or reshaped and reset, as the inputs need); with state=None it is plain
     dense attention. Returns out, or (out, lse) with lse float32 (B, H, Lq)."""
     lib = lib_of(q, "q")
-    layout = check_call(lib, q, k, v, criterion, None if cpu_tile is None else tuple(cpu_tile), names=("q", "k", "v"))
+    criterion = check_option(criterion, CRITERIA, "criterion")  # before check_call hashes it
+    checked = check_call(lib, q, k, v, criterion, None if cpu_tile is None else tuple(cpu_tile), names=("q", "k", "v"))
     if state is not None and not isinstance(state, SkipState):
         raise TypeError(f"state: expected a lite_attention.SkipState or None, got {type(state).__name__}")
     opts = CallOptions(
@@ -27,5 +28,5 @@ def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = 
         must_skip=normalize_ranges(must_skip, k.shape[1], "must_skip", "Lk"),
         dense_queries=normalize_ranges(dense_queries, q.shape[1], "dense_queries", "Lq"),
         cpu_tile=None if cpu_tile is None else tuple(cpu_tile), cpu_threads=cpu_threads)
-    out, lse = run(lib, q, k, v, state, opts, return_lse, layout)
+    out, lse = run(lib, q, k, v, state, opts, return_lse, checked)
     return (out, lse) if return_lse else out

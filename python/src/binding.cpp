@@ -179,8 +179,8 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
   return view;
 }
 
-// A skip state's buffers, checked against the state's key once, when the Python state is
-// allocated: calls then take this instead of the arrays (importing and checking five arrays
+// A skip state's buffers, checked against the state's key once, when the Python state first
+// passes them (SkipState.handle): calls then take this instead of the arrays (importing and checking five arrays
 // costs several microseconds of every call's host time). It holds the arrays, so the buffers
 // live at least as long as it does. cumulative (B * H int64 running totals of the kept counts,
 // which every skipping call adds to; the caller zeroes it, reset does not touch it) is optional.
@@ -264,9 +264,10 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
 }
 
 // The layout of a call's q, k, v and out (shapes, strides, dtype, device), read from DLPack arrays
-// once: calls of that layout then pass only the four data pointers to forward_layout (exporting
-// and importing four DLPack tensors costs a few microseconds of every call's host time). A call
-// still runs every check on the layout with its pointers.
+// of q, k, v once (out is contiguous, of q's shape): calls of that layout then pass only the four
+// data pointers to forward_layout (exporting and importing four DLPack tensors costs a few
+// microseconds of every call's host time). A call still runs every check on the layout with its
+// pointers.
 struct CallLayout {
   liteattn::TensorView q, k, v, out;
 };
@@ -346,10 +347,16 @@ NB_MODULE(_ext, m) {
 
   nb::class_<CallLayout>(m, "CallLayout", "The layout of a call's q, k, v and out (see binding.cpp).")
       .def("__init__",
-           [](CallLayout* self, const Array& q, const Array& k, const Array& v, const Array& out) {
-             new (self) CallLayout{view_of(q, "q"), view_of(k, "k"), view_of(v, "v"), view_of(out, "out")};
+           [](CallLayout* self, const Array& q, const Array& k, const Array& v) {
+             new (self) CallLayout{view_of(q, "q"), view_of(k, "k"), view_of(v, "v"), {}};
+             self->out = self->q;  // out: q's shape, dtype and device, contiguous (torch.empty_like)
+             std::int64_t step = 1;
+             for (int d = self->out.rank - 1; d >= 0; --d) {
+               self->out.stride[d] = step;
+               step *= self->out.shape[d];
+             }
            },
-           "q"_a, "k"_a, "v"_a, "out"_a);
+           "q"_a, "k"_a, "v"_a);
 
   m.def("forward_layout", &forward_layout, "layout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(),
         "scale"_a.none(), "enabled"_a, "threshold"_a, "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a,

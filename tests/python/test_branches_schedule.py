@@ -1,5 +1,7 @@
 """Branch separation (CFG), the step counter, ThresholdSchedule (JSON shared with C++) and warm-up."""
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -114,3 +116,18 @@ def test_stats_per_head_and_cumulative():
     d = st.to_dict()
     assert d["calls"] == 4 and d["sparsity"] == st.sparsity and len(d["head_sparsity"]) == 2
     json.dumps(d)
+
+
+def test_copied_and_pickled_states_are_independent():
+    # A state keeps a binding handle to its buffers; copies and pickles must not carry it (it is
+    # not picklable, and a copy sharing it would write the original's buffers).
+    q = randn((1, 64, 2, 32), 7)
+    attn = LiteAttention(threshold=-2.0, cpu_tile=(16, 16))
+    attn(q, q, q)
+    for copied in (copy.deepcopy(attn), pickle.loads(pickle.dumps(attn))):
+        state, original = copied.state(), attn.state()
+        before = original.mask.copy()
+        copied(q, q, q)  # updates the copy's buffers only
+        np.testing.assert_array_equal(original.mask, before)
+        assert state.stats().calls == 2 and original.stats().calls == 1
+        assert copied.step == 1 and attn.step == 0  # the step counter is the copy's own too

@@ -53,11 +53,12 @@ def test_torch_errors():
         attn(q, q.numpy(), q)
     with pytest.raises(ValueError, match="query: expected a unit stride in the last"):
         attn(q.transpose(2, 3), q.transpose(2, 3), q.transpose(2, 3))
+    with pytest.raises(ValueError, match="criterion: expected one of 'running', 'previous'"):
+        la.attention(q, q, q, la.SkipState(), criterion=["running"])
     if not torch.cuda.is_available():
         return
     with pytest.raises(ValueError, match="key: expected device cpu"):
         attn(q, q.cuda(), q)
-
 
 
 def test_checks_still_reject_after_a_layout_passed():
@@ -85,6 +86,7 @@ def test_checks_still_reject_after_a_layout_passed():
     # The rejected calls left the state and the step alone: the next call is the undisturbed one's.
     assert attn.step == undisturbed.step == 0
     torch.testing.assert_close(attn(q, q, q), undisturbed(q, q, q), rtol=0, atol=0)
+
 
 def test_opcheck():
     from torch.library import opcheck
