@@ -180,10 +180,11 @@ liteattn::SkipStateView state_view(const liteattn::StateKey& key, const OptArray
 }
 
 // A skip state's buffers, checked against the state's key once, when the Python state first
-// passes them (SkipState.handle): calls then take this instead of the arrays (importing and checking five arrays
-// costs several microseconds of every call's host time). It holds the arrays, so the buffers
-// live at least as long as it does. cumulative (B * H int64 running totals of the kept counts,
-// which every skipping call adds to; the caller zeroes it, reset does not touch it) is optional.
+// passes them (SkipState.handle): calls then take this instead of the arrays (importing and
+// checking five arrays costs several microseconds of every call's host time). It holds the
+// arrays, so the buffers live at least as long as it does. cumulative (B * H int64 running totals
+// of the kept counts, which every skipping call adds to; the caller zeroes it, reset does not
+// touch it) is optional.
 struct StateBuffers {
   Array mask, row_visits, kept;
   OptArray row_max, cumulative;
@@ -272,6 +273,16 @@ struct CallLayout {
   liteattn::TensorView q, k, v, out;
 };
 
+// t's shape, dtype and device with contiguous strides (what torch.empty_like(t) gives).
+liteattn::TensorView contiguous_like(liteattn::TensorView t) {
+  std::int64_t step = 1;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    t.stride[d] = step;
+    step *= t.shape[d];
+  }
+  return t;
+}
+
 void forward_layout(const CallLayout& layout, std::uintptr_t q, std::uintptr_t k, std::uintptr_t v, std::uintptr_t out,
                     const OptArray& lse, const StateBuffers* state, std::optional<double> scale, bool enabled,
                     double threshold, const std::string& criterion, const std::string& order, const Ranges& must_do,
@@ -348,13 +359,8 @@ NB_MODULE(_ext, m) {
   nb::class_<CallLayout>(m, "CallLayout", "The layout of a call's q, k, v and out (see binding.cpp).")
       .def("__init__",
            [](CallLayout* self, const Array& q, const Array& k, const Array& v) {
-             new (self) CallLayout{view_of(q, "q"), view_of(k, "k"), view_of(v, "v"), {}};
-             self->out = self->q;  // out: q's shape, dtype and device, contiguous (torch.empty_like)
-             std::int64_t step = 1;
-             for (int d = self->out.rank - 1; d >= 0; --d) {
-               self->out.stride[d] = step;
-               step *= self->out.shape[d];
-             }
+             const auto qv = view_of(q, "q");
+             new (self) CallLayout{qv, view_of(k, "k"), view_of(v, "v"), contiguous_like(qv)};
            },
            "q"_a, "k"_a, "v"_a);
 
