@@ -171,7 +171,6 @@ class TorchLib(ArrayLib):
         return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.is_cuda, k.is_cuda, v.is_cuda, q.is_cpu,
                 k.is_cpu, v.is_cpu, q.get_device(), k.get_device(), v.get_device(), q.stride(), k.stride(), v.stride())
 
-
     # State buffers are made outside inference mode: they are updated in place by every later
     # call, and torch forbids in-place updates of inference tensors outside inference mode.
     def empty(self, shape, dtype, like):
@@ -269,9 +268,16 @@ def torch_lib() -> TorchLib | None:
     return _torch_lib
 
 
-def library_named(name: str) -> ArrayLib:
-    """The adapter of the library called name ('numpy', 'torch', 'cupy')."""
+def cupy_lib() -> CupyLib:
+    """The CuPy adapter (CuPy must be imported)."""
     global _cupy_lib
+    if _cupy_lib is None:
+        _cupy_lib = CupyLib()
+    return _cupy_lib
+
+
+def library_named(name: str) -> ArrayLib:
+    """The adapter of the library called name ('numpy', 'torch', 'cupy'), importing it."""
     if name == "numpy":
         return _NUMPY
     if name == "torch":
@@ -281,25 +287,19 @@ def library_named(name: str) -> ArrayLib:
     if name == "cupy":
         import cupy  # noqa: F401
 
-        if _cupy_lib is None:
-            _cupy_lib = CupyLib()
-        return _cupy_lib
+        return cupy_lib()
     raise ValueError(f"library: expected 'numpy', 'torch' or 'cupy', got {name!r}")
 
 
 def lib_of(x: Any, name: str = "query") -> ArrayLib:
     """The adapter for x's array library; TypeError for anything else."""
-    global _cupy_lib
     if isinstance(x, np.ndarray):
         return _NUMPY
     t = torch_lib()
     if t is not None and t.owns(x):
         return t
-    if sys.modules.get("cupy") is not None:
-        if _cupy_lib is None:
-            _cupy_lib = CupyLib()
-        if _cupy_lib.owns(x):
-            return _cupy_lib
+    if sys.modules.get("cupy") is not None and cupy_lib().owns(x):
+        return cupy_lib()
     raise TypeError(
         f"{name}: expected a torch.Tensor, numpy.ndarray or cupy.ndarray of shape (B, L, H, D), "
         f"got {type(x).__module__}.{type(x).__qualname__}"
