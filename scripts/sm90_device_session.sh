@@ -59,6 +59,7 @@ if [ ${#variants[@]} -gt 0 ]; then
       name="${v%%=*}"
       exe="build-ab-$name/bench/sm90/liteattn_bench_sm90"
       [ -x "$exe" ] || { echo "variant $name did not build"; tail -5 "/tmp/logs/ab_build_$name.log"; continue; }
+      start=$(date +%s.%N)
       # A variant that hangs (a pipeline or barrier bug) must not take the whole call with it.
       timeout "${AB_RUN_TIMEOUT:-120}" "$exe" --shapes "${AB_SHAPES:-1,32760,40;1,8192,40}" --repeats "${REPEATS:-5}" --sparsity 0.5,0.9 --workload 0 \
         > /tmp/ab.json 2>>/tmp/logs/ab.err || { echo "variant $name failed"; tail -5 /tmp/logs/ab.err; continue; }
@@ -67,6 +68,8 @@ import json; r = json.load(open('/tmp/ab.json'))
 for s in r['shapes']:
     print('round $round', '$name', s['L'], s['H'], 'dense %.0f TF/s, detect %+.1f%%,' % (s['dense_tflops'], 100 * s['detect_overhead']),
           ' '.join('s=%.2f: %.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s['sparse']))" | tee -a "$OUT/ab.txt"
+      # The variant's time window, to match with the clock and power samples in smi.csv.
+      echo "$round $name $start $(date +%s.%N)" >> "$OUT/ab_windows.txt"
     done
   done
 fi
