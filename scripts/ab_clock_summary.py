@@ -22,7 +22,7 @@ def read_samples(path):
         if len(fields) < 3:
             continue
         try:
-            # nvidia-smi prints local time; time.mktime-style conversion via datetime's local zone.
+            # nvidia-smi prints the machine's local time, as naive timestamps read here on that machine.
             stamp = datetime.datetime.strptime(fields[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
             clock = float(fields[1].split()[0])
             power = float(fields[2].split()[0])
@@ -34,6 +34,9 @@ def read_samples(path):
 
 def main(out_dir):
     out = Path(out_dir)
+    for name in ("smi.csv", "ab_windows.txt"):
+        if not (out / name).is_file():
+            sys.exit(f"{out / name} is missing: run scripts/sm90_device_session.sh with AB_VARIANTS first")
     samples = read_samples(out / "smi.csv")
     per_variant = {}
     for line in (out / "ab_windows.txt").read_text().splitlines():

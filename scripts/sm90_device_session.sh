@@ -11,6 +11,8 @@
 #   3. runs the variants' benchmarks interleaved (AB_ROUNDS rounds, default 2) on AB_SHAPES and prints dense and
 #      sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
 #      finishes on the CPU (GPU times come from CUDA events);
+#      each variant's run windows go to ab_windows.txt, and scripts/ab_clock_summary.py $OUT
+#      pairs them with the clock and power samples in smi.csv;
 #   4. scripts/gpu_check.sh (GPU tests, compute-sanitizer, verify, Python tests) unless SKIP_CHECK=1;
 #   5. bench/bench_sm90.py (the full benchmark with cuDNN SDPA) and bench/python_overhead.py
 #      unless SKIP_BENCH=1;
