@@ -23,7 +23,7 @@ import torch
 
 from . import _ext
 from ._arrays import torch_lib
-from ._core import check_call, state_buffers
+from ._core import check_call, state_buffers, state_key
 
 NAMESPACE = "lite_attention"
 
@@ -93,13 +93,14 @@ def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, o
 def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
                   must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
     cpu_tile = None if cpu_tile is None else tuple(cpu_tile)
-    state = None
-    if mask is not None:  # the op's state tensors, checked against the call's key
-        _, key, _ = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
-        state = state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
+    # The call's key (the op's state tensors are checked against it) and, as in eager calls, its
+    # cached CallLayout, so the binding takes data pointers.
+    _, key, call_layout = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
+    state = None if mask is None else state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
     out, lse = _launch(q, k, v, state, float(_host_scalar(threshold, "threshold")),
                        bool(_host_scalar(enabled, "enabled")), scale, criterion, order, _pairs(must_do),
-                       _pairs(must_skip), _pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse)
+                       _pairs(must_skip), _pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse,
+                       call_layout)
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
 
@@ -148,13 +149,10 @@ def _reset_state_impl(mask, row_visits, row_max, kept, q_shape, len_k, criterion
     # q_shape = (B, Lq, H, D, dtype index into _DTYPE_ORDER): the state key's dtype matters
     # through the tile shape (tile_shape(head_dim, dtype)).
     B, Lq, H, D, dtype_index = q_shape
-    device = mask.device
+    device = (mask.device.type, mask.device.index if mask.device.index is not None else 0)
+    key = state_key((B, Lq, H, D), (B, len_k), _DTYPE_ORDER[dtype_index], device, criterion, cpu_tile)
     with _device_of(mask):
-        state = _ext.StateBuffers(B, Lq, H, D, len_k, _DTYPE_ORDER[dtype_index], device.type,
-                                  device.index if device.index is not None else 0, criterion,
-                                  None if cpu_tile is None else tuple(cpu_tile), _capsule(mask), _capsule(row_visits),
-                                  _capsule(row_max), _capsule(kept), None)
-        _ext.reset_state(state, _stream(mask))
+        _ext.reset_state(state_buffers(key, _capsule, mask, row_visits, row_max, kept), _stream(mask))
 
 
 _DTYPE_ORDER = ("float32", "bfloat16", "float16")
