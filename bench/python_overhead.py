@@ -4,7 +4,8 @@
 Times back-to-back enqueues of a tiny LiteAttention call (the GPU work is a few microseconds, so
 the wall time per call is the host path: argument checks, the torch op dispatch, the binding,
 the C++ validate and the launch), eager and with skipping on, and the same call replayed from a
-CUDA graph. Prints one JSON object.
+CUDA graph, and for scale PyTorch's cuDNN attention called eagerly on the same problem. Prints one
+JSON object.
 
 usage: python3 bench/python_overhead.py [--calls 200] [--L 256]
 """
@@ -62,6 +63,21 @@ def main():
         with torch.cuda.graph(graph):
             skipping(q, k, v)
         result["graph_replay_us"], result["graph_replay_best_us"] = per_call_us(graph.replay, args.calls)
+        # For scale: what a call of PyTorch's own fused attention (cuDNN) costs the host on the same
+        # problem, on (B, H, L, D) views as it takes them.
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)  # noqa: E731
+        try:
+            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+                sdpa()
+                result["sdpa_eager_us"], result["sdpa_eager_best_us"] = per_call_us(sdpa, args.calls)
+            result["sdpa_backend"] = "cudnn"
+        except RuntimeError:  # no cuDNN attention in this torch build: torch's own choice
+            sdpa()
+            result["sdpa_eager_us"], result["sdpa_eager_best_us"] = per_call_us(sdpa, args.calls)
+            result["sdpa_backend"] = "default"
     result["card"] = torch.cuda.get_device_name()
     print(json.dumps(result))
 

@@ -347,9 +347,7 @@ class SkipState:
         lib = self.lib
         t = torch_lib()
         if t is not None and lib is t:
-            from . import _torch_ops
-
-            _torch_ops.reset(self)
+            _torch_ops().reset(self)
         else:
             _ext.reset_state(self.handle(), lib.stream(self.mask))
         self.cumulative[...] = 0
@@ -397,11 +395,12 @@ class SkipState:
 
 
 # --- the call ---------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class CallOptions:
+    """A call's options that stay fixed from step to step (the per-step skipping switch and
+    threshold are run()'s own arguments). Frozen: LiteAttention reuses one per layout."""
+
     scale: Optional[float] = None
-    enabled: bool = True
-    threshold: float = -10.0
     criterion: str = "running"
     order: str = "alternate"
     must_do: Ranges = field(default_factory=list)
@@ -411,15 +410,30 @@ class CallOptions:
     cpu_threads: int = 0
 
 
-def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, return_lse: bool, checked):
+_TORCH_OPS = None
+
+
+def _torch_ops():
+    """The torch op layer, imported on first use (torch is optional); a module global after that,
+    because a function-level import statement costs about a microsecond per call."""
+    global _TORCH_OPS
+    if _TORCH_OPS is None:
+        from . import _torch_ops as ops
+
+        _TORCH_OPS = ops
+    return _TORCH_OPS
+
+
+def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, enabled, threshold, return_lse: bool,
+        checked):
     """Runs one attention call; returns (out, lse or None). checked: check_call's result for the
     arrays and opts.
 
-    With a state, the call uses it: it reads and updates it when opts.enabled, and leaves it alone
+    With a state, the call uses it: it reads and updates it when enabled, and leaves it alone
     otherwise (warm-up). On a new state key a fresh state is allocated and initialised inside the
     call, and replaces `state`'s buffers only when the call succeeds, so a rejected call leaves the
-    state as it was. For torch inputs opts.enabled / opts.threshold may be 0-dim CPU tensors (so
-    that torch.compile does not specialize on them)."""
+    state as it was. For torch inputs enabled / threshold may be 0-dim CPU tensors (so that
+    torch.compile does not specialize on them)."""
     dtype, key, call_layout = checked
     candidate = None
     reset = False
@@ -431,19 +445,16 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, r
         use = candidate if candidate is not None else state
     t = torch_lib()
     if t is not None and lib is t:
-        from . import _torch_ops
-
-        out, lse = _torch_ops.forward(q, k, v, use, opts, reset, return_lse, call_layout)
+        out, lse = _torch_ops().forward(q, k, v, use, opts, enabled, threshold, reset, return_lse, call_layout)
         if not return_lse:
             lse = None
     else:
-        enabled = bool(opts.enabled)
         B, Lq, H, D = q.shape
         out = lib.empty(tuple(q.shape), dtype, q)
         lse = lib.empty((B, H, Lq), "float32", q) if return_lse else None
         x = lib.export
         _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse), None if use is None else use.handle(),
-                     opts.scale, enabled, float(opts.threshold), opts.criterion, opts.order, opts.must_do,
+                     opts.scale, bool(enabled), float(threshold), opts.criterion, opts.order, opts.must_do,
                      opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads, lib.stream(q), reset)
     if candidate is not None:
         state.adopt(candidate)

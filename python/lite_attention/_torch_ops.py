@@ -16,7 +16,6 @@ the captured call (threshold, skipping on/off, ranges), as for any kernel argume
 """
 from __future__ import annotations
 
-import contextlib
 from typing import List, Optional
 
 import torch
@@ -81,12 +80,12 @@ def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, o
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
     options = (state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries,
                None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
-    with _device_of(q):
-        if call_layout is not None:
-            _ext.forward_layout(call_layout, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), _capsule(lse),
-                                *options)
-        else:
-            _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), *options)
+    # No device switch here: the C++ core makes the tensors' GPU current for its CUDA work.
+    if call_layout is not None:
+        _ext.forward_layout(call_layout, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), _capsule(lse),
+                            *options)
+    else:
+        _ext.forward(_capsule(q), _capsule(k), _capsule(v), _capsule(out), _capsule(lse), *options)
     return out, lse
 
 
@@ -102,17 +101,6 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
                        _pairs(must_skip), _pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse,
                        call_layout)
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
-
-
-_NO_CONTEXT = contextlib.nullcontext()
-
-
-def _device_of(t: torch.Tensor):
-    """Makes t's GPU current for the call (the kernel launches on the current device). Most calls
-    are on the current GPU already; they skip torch.cuda.device's device exchange."""
-    if t.is_cuda and t.get_device() != torch.cuda.current_device():
-        return torch.cuda.device(t.get_device())
-    return _NO_CONTEXT
 
 
 def _runs_eagerly(q, k, v) -> bool:
@@ -151,8 +139,7 @@ def _reset_state_impl(mask, row_visits, row_max, kept, q_shape, len_k, criterion
     B, Lq, H, D, dtype_index = q_shape
     device = (mask.device.type, mask.device.index if mask.device.index is not None else 0)
     key = state_key((B, Lq, H, D), (B, len_k), _DTYPE_ORDER[dtype_index], device, criterion, cpu_tile)
-    with _device_of(mask):
-        _ext.reset_state(state_buffers(key, _capsule, mask, row_visits, row_max, kept), _stream(mask))
+    _ext.reset_state(state_buffers(key, _capsule, mask, row_visits, row_max, kept), _stream(mask))
 
 
 _DTYPE_ORDER = ("float32", "bfloat16", "float16")
@@ -194,17 +181,17 @@ class _ForwardOnly(torch.autograd.Function):
                                   "run it under torch.no_grad() or torch.inference_mode()")
 
 
-def forward(q, k, v, state, opts, reset: bool, return_lse: bool, call_layout=None):
-    """Calls torch.ops.lite_attention.forward with a SkipState (or None) and CallOptions;
-    opts.threshold / opts.enabled may be Python values or 0-dim CPU tensors. Eager calls run the
-    op's implementation directly, with call_layout (check_call's CallLayout) when given."""
+def forward(q, k, v, state, opts, enabled, threshold, reset: bool, return_lse: bool, call_layout=None):
+    """Calls torch.ops.lite_attention.forward with a SkipState (or None), CallOptions and the
+    step's skipping switch and threshold (Python values or 0-dim CPU tensors). Eager calls run
+    the op's implementation directly, with call_layout (check_call's CallLayout) when given."""
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         with torch.no_grad():
-            out, lse = forward(q, k, v, state, opts, reset, return_lse, call_layout)
+            out, lse = forward(q, k, v, state, opts, enabled, threshold, reset, return_lse, call_layout)
         return _ForwardOnly.apply(q, k, v, out, lse)
     if _runs_eagerly(q, k, v):
         return _launch(q, k, v, None if state is None else state.handle(),
-                       float(_host_scalar(opts.threshold, "threshold")), bool(_host_scalar(opts.enabled, "enabled")),
+                       float(_host_scalar(threshold, "threshold")), bool(_host_scalar(enabled, "enabled")),
                        opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
                        opts.cpu_tile, int(opts.cpu_threads), reset, return_lse, call_layout)
     if state is not None:
@@ -214,8 +201,8 @@ def forward(q, k, v, state, opts, reset: bool, return_lse: bool, call_layout=Non
         mask = row_visits = row_max = kept = cumulative = None
     flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
     return torch.ops.lite_attention.forward(
-        q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(opts.threshold, torch.float32),
-        _scalar(opts.enabled, torch.bool), opts.scale, opts.criterion, opts.order, flat(opts.must_do),
+        q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(threshold, torch.float32),
+        _scalar(enabled, torch.bool), opts.scale, opts.criterion, opts.order, flat(opts.must_do),
         flat(opts.must_skip), flat(opts.dense_queries), None if opts.cpu_tile is None else list(opts.cpu_tile),
         int(opts.cpu_threads), reset, return_lse)
 

@@ -72,6 +72,7 @@ class LiteAttention:
         self._ran: set = set()  # branches that already ran at the current step
         self._schedule_tensor = None  # the schedule's thresholds as a torch tensor (torch inputs)
         self._last_branch: Optional[Hashable] = None
+        self._options_cache: Dict[tuple, CallOptions] = {}  # see _options
 
     # --- upstream API -------------------------------------------------------------------
     @property
@@ -139,22 +140,19 @@ class LiteAttention:
         self._ran.add(branch)
 
     def _skip_decision(self, lib, step_key: Hashable):
-        """(skipping enabled, threshold) of the call about to run. For torch inputs both are 0-dim
-        CPU tensors computed from the step counter tensor, so that torch.compile neither guards
-        on the step nor recompiles when it advances."""
+        """(skipping enabled, threshold) of the call about to run. While torch.compile traces, both
+        are 0-dim CPU tensors computed from the step counter tensor, so that the graph neither
+        guards on the step nor recompiles when it advances; otherwise Python values."""
         peek = 1 if (self.auto_step and step_key in self._ran) else 0
-        if lib is torch_lib() and self._counter.tensor is not None:
-            import torch
-
-            if not torch.compiler.is_compiling():
-                # Eager: the same two values from Python numbers (the op takes them as cached
-                # tensors); the five small tensor ops below cost tens of microseconds per call.
-                return self._schedule(self._counter.get() + peek)
+        if self._counter.tensor is not None and lib is torch_lib() and lib.torch.compiler.is_compiling():
+            torch = lib.torch
             if self._schedule_tensor is None:
                 self._schedule_tensor = torch.tensor(self._schedule.thresholds, dtype=torch.float32)
             step = self._counter.tensor + peek
             index = step.clamp(max=len(self._schedule.thresholds) - 1)
             return step >= self._schedule.warmup_steps, self._schedule_tensor.gather(0, index.reshape(1)).squeeze(0)
+        # Eager calls: the same two values from Python numbers (the op takes them as cached
+        # tensors); the five small tensor ops above cost tens of microseconds per call.
         return self._schedule(self._counter.get() + peek)
 
     # --- statistics ---------------------------------------------------------------------
@@ -188,14 +186,45 @@ class LiteAttention:
               dense_queries, step_key):
         lib = lib_of(query, "query")
         checked = check_call(lib, query, key, value, self.criterion, self.cpu_tile)
-        Lq, Lk = query.shape[1], key.shape[1]
+        call_key = checked[1]  # the lengths from the call's state key: a tensor's .shape costs more
+        opts = self._options(call_key.len_q, call_key.len_k, scale, must_do_list, must_skip_list, dense_queries)
+        if type(branch) is not str and not isinstance(branch, Hashable):  # str first: the ABC check is slow
+            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
+        enabled, threshold = self._skip_decision(lib, branch if step_key is None else step_key)
+        state = None
+        if self._enabled:
+            state = self._states.get(branch)
+            if state is None:
+                state = SkipState()
+        else:
+            enabled = False  # plain dense attention; the states stay as they are
+        out, lse = run(lib, query, key, value, state, opts, enabled, threshold, bool(return_softmax_lse), checked)
+        # Only a call that ran changes the instance (a rejected call leaves it as it was).
+        if state is not None:
+            self._states[branch] = state
+        self._advance(branch if step_key is None else step_key)
+        self._last_branch = branch
+        return (out, lse) if return_softmax_lse else out
+
+    def _options(self, len_q: int, len_k: int, scale, must_do_list, must_skip_list, dense_queries) -> CallOptions:
+        """The call's checked CallOptions. Calls without per-call ranges (nearly all: every layer
+        and step of a model) reuse one per sequence lengths, scale and the instance's options
+        (public attributes, so part of the key): checking and building them again costs about
+        1.5 µs per call."""
+        cacheable = (must_do_list is None and must_skip_list is None and dense_queries is None
+                     and (scale is None or type(scale) is float))
+        if cacheable:
+            cache_key = (len_q, len_k, scale, self.criterion, self.order, self.cpu_tile, self.cpu_threads)
+            opts = self._options_cache.get(cache_key)
+            if opts is not None:
+                return opts
         opts = CallOptions(
             scale=check_scale(scale),
             criterion=self.criterion,
             order=self.order,
-            must_do=normalize_ranges(must_do_list, Lk, "must_do_list", "key seq_len"),
-            must_skip=normalize_ranges(must_skip_list, Lk, "must_skip_list", "key seq_len"),
-            dense_queries=normalize_ranges(self._dense_queries if dense_queries is None else dense_queries, Lq,
+            must_do=normalize_ranges(must_do_list, len_k, "must_do_list", "key seq_len"),
+            must_skip=normalize_ranges(must_skip_list, len_k, "must_skip_list", "key seq_len"),
+            dense_queries=normalize_ranges(self._dense_queries if dense_queries is None else dense_queries, len_q,
                                            "dense_queries", "query seq_len"),
             cpu_tile=self.cpu_tile,
             cpu_threads=self.cpu_threads,
@@ -204,23 +233,11 @@ class LiteAttention:
             for c, d in opts.must_skip:
                 if a < d and c < b:
                     raise ValueError(f"must_skip_list: range [{c}, {d}) overlaps must_do_list range [{a}, {b})")
-        if type(branch) is not str and not isinstance(branch, Hashable):  # str first: the ABC check is slow
-            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
-        opts.enabled, opts.threshold = self._skip_decision(lib, branch if step_key is None else step_key)
-        state = None
-        if self._enabled:
-            state = self._states.get(branch)
-            if state is None:
-                state = SkipState()
-        else:
-            opts.enabled = False  # plain dense attention; the states stay as they are
-        out, lse = run(lib, query, key, value, state, opts, bool(return_softmax_lse), checked)
-        # Only a call that ran changes the instance (a rejected call leaves it as it was).
-        if state is not None:
-            self._states[branch] = state
-        self._advance(branch if step_key is None else step_key)
-        self._last_branch = branch
-        return (out, lse) if return_softmax_lse else out
+        if cacheable:
+            if len(self._options_cache) >= 64:
+                self._options_cache.clear()
+            self._options_cache[cache_key] = opts
+        return opts
 
     def __repr__(self):
         return (f"{type(self).__name__}(enable_skipping={self._enabled}, schedule={self._schedule!r}, "

@@ -90,9 +90,8 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
     def call(q, k, v, state, threshold, enabled=True):
         lib = lib_of(q, "q")
         checked = check_call(lib, q, k, v, criterion, tile, names=("q", "k", "v"))
-        opts = CallOptions(scale=scale, enabled=enabled, threshold=threshold, criterion=criterion, order=order,
-                           cpu_tile=tile, cpu_threads=cpu_threads)
-        return run(lib, q, k, v, state, opts, False, checked)[0]
+        opts = CallOptions(scale=scale, criterion=criterion, order=order, cpu_tile=tile, cpu_threads=cpu_threads)
+        return run(lib, q, k, v, state, opts, enabled, threshold, False, checked)[0]
 
     state = SkipState()
     chosen: List[float] = []

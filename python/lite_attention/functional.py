@@ -20,13 +20,12 @@ def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = 
     checked = check_call(lib, q, k, v, criterion, None if cpu_tile is None else tuple(cpu_tile), names=("q", "k", "v"))
     if state is not None and not isinstance(state, SkipState):
         raise TypeError(f"state: expected a lite_attention.SkipState or None, got {type(state).__name__}")
+    threshold = check_threshold(threshold) if state is not None else float(threshold)
     opts = CallOptions(
-        scale=check_scale(scale), enabled=state is not None,
-        threshold=check_threshold(threshold) if state is not None else float(threshold),
-        criterion=check_option(criterion, CRITERIA, "criterion"), order=check_option(order, ORDERS, "order"),
+        scale=check_scale(scale), criterion=check_option(criterion, CRITERIA, "criterion"), order=check_option(order, ORDERS, "order"),
         must_do=normalize_ranges(must_do, k.shape[1], "must_do", "Lk"),
         must_skip=normalize_ranges(must_skip, k.shape[1], "must_skip", "Lk"),
         dense_queries=normalize_ranges(dense_queries, q.shape[1], "dense_queries", "Lq"),
         cpu_tile=None if cpu_tile is None else tuple(cpu_tile), cpu_threads=cpu_threads)
-    out, lse = run(lib, q, k, v, state, opts, return_lse, checked)
+    out, lse = run(lib, q, k, v, state, opts, state is not None, threshold, return_lse, checked)
     return (out, lse) if return_lse else out

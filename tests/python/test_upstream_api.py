@@ -68,6 +68,32 @@ def test_must_do_and_must_skip_lists_flat_and_pairs():
     np.testing.assert_allclose(flat, reference(q[:, :], k[:, :80], v[:, :80])[0], atol=2e-5)
 
 
+def test_calls_on_one_instance_never_reuse_another_calls_options():
+    """One instance reuses a call's checked options for later calls of the same layout: calls
+    with per-call ranges, another scale, or after a public attribute changed must not be served
+    (or leave behind) stale options."""
+    q, k, v = qkv(L=100)
+    attn = LiteAttention(enable_skipping=False, cpu_tile=(10, 10))
+    plain = reference(q, k, v)[0]
+    np.testing.assert_allclose(attn(q, k, v), plain, atol=2e-5)
+    np.testing.assert_allclose(attn(q, k, v, must_skip_list=[(80, 100)]), reference(q, k[:, :80], v[:, :80])[0],
+                               atol=2e-5)
+    np.testing.assert_allclose(attn(q, k, v), plain, atol=2e-5)  # the ranges were this call's only
+    np.testing.assert_allclose(attn(q, k, v, scale=0.3), reference(q, k, v, scale=0.3)[0], atol=2e-5)
+    np.testing.assert_allclose(attn(q, k, v), plain, atol=2e-5)
+    # A different key length is another layout: its must-skip range is checked against it.
+    with pytest.raises(ValueError, match="must_skip_list"):
+        attn(q, k[:, :50], v[:, :50], must_skip_list=[(40, 60)])
+    # cpu_tile is public: a new value must reach the next call (a 10 x 10 tile vs. one tile row
+    # of 100 keys gives different skip decisions, observable through the state's tile shape).
+    skipping = LiteAttention(threshold=-1.0, cpu_tile=(10, 10))
+    skipping(q, k, v)
+    assert skipping.state().key.tile == (10, 10)
+    skipping.cpu_tile = (20, 25)
+    skipping(q, k, v)
+    assert skipping.state().key.tile == (20, 25)
+
+
 def test_must_do_keeps_tiles_that_threshold_would_skip():
     L = 128
     q, k, v = qkv(L=L, seed=4)
