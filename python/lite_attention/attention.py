@@ -151,8 +151,8 @@ class LiteAttention:
             step = self._counter.tensor + peek
             index = step.clamp(max=len(self._schedule.thresholds) - 1)
             return step >= self._schedule.warmup_steps, self._schedule_tensor.gather(0, index.reshape(1)).squeeze(0)
-        # Eager calls: the same two values from Python numbers (the op takes them as cached
-        # tensors); the five small tensor ops above cost tens of microseconds per call.
+        # Eager torch calls and other array libraries: the same two values as Python numbers (the
+        # torch op takes them as cached tensors); the tensor ops above cost tens of µs per call.
         return self._schedule(self._counter.get() + peek)
 
     # --- statistics ---------------------------------------------------------------------
