@@ -22,7 +22,7 @@ def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = 
         raise TypeError(f"state: expected a lite_attention.SkipState or None, got {type(state).__name__}")
     threshold = check_threshold(threshold) if state is not None else float(threshold)
     opts = CallOptions(
-        scale=check_scale(scale), criterion=check_option(criterion, CRITERIA, "criterion"), order=check_option(order, ORDERS, "order"),
+        scale=check_scale(scale), criterion=criterion, order=check_option(order, ORDERS, "order"),
         must_do=normalize_ranges(must_do, k.shape[1], "must_do", "Lk"),
         must_skip=normalize_ranges(must_skip, k.shape[1], "must_skip", "Lk"),
         dense_queries=normalize_ranges(dense_queries, q.shape[1], "dense_queries", "Lq"),

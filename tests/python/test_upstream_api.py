@@ -84,8 +84,8 @@ def test_calls_on_one_instance_never_reuse_another_calls_options():
     # A different key length is another layout: its must-skip range is checked against it.
     with pytest.raises(ValueError, match="must_skip_list"):
         attn(q, k[:, :50], v[:, :50], must_skip_list=[(40, 60)])
-    # cpu_tile is public: a new value must reach the next call (a 10 x 10 tile vs. one tile row
-    # of 100 keys gives different skip decisions, observable through the state's tile shape).
+    # cpu_tile is public: a new value must reach the next call (stale options would carry the
+    # old tile into the binding, which then rejects the state made for the new one).
     skipping = LiteAttention(threshold=-1.0, cpu_tile=(10, 10))
     skipping(q, k, v)
     assert skipping.state().key.tile == (10, 10)
