@@ -9,24 +9,11 @@ namespace liteattn::sm90 {
 
 // Consumer warpgroups 1 and 2: 64 query rows each.
 template <class Traits>
-__device__ __forceinline__ void consumer_warpgroups(CtaContext<Traits> const& cta, typename Traits::Pipeline& pipeline_k,
-                                                    typename Traits::Pipeline& pipeline_v) {
-  using Element = typename Traits::Element;
-  using PipelineState = typename Traits::PipelineState;
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kBlockN = Traits::kBlockN;
-  constexpr int kMmaThreads = Traits::kMmaThreads;
-  constexpr int kWarp = cutlass::NumThreadsPerWarp;
-  auto const& params = cta.params;
-  auto& shared = cta.shared;
-  const CallPlan& plan = cta.params.plan;
-  const int lane = cta.lane;
-  const int32_t q_tiles = cta.q_tiles;
-  const int32_t k_tiles = cta.k_tiles;
-  const bool skipping = cta.skipping;
-  Tensor sQ = make_tensor(make_smem_ptr(shared.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(shared.k.data()), typename Traits::SmemLayoutK{});
-  Tensor sVt = make_tensor(make_smem_ptr(shared.v.data()), typename Traits::SmemLayoutVt{});
+__device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipeline_k,
+                                                                Pipeline& pipeline_v) const {
+  Tensor sQ = smem_q();
+  Tensor sK = smem_k();
+  Tensor sVt = smem_vt();
   cutlass::arch::warpgroup_reg_alloc<Traits::kConsumerRegisters>();
   const int thread = threadIdx.x - cutlass::NumThreadsPerWarpGroup;  // 0 .. kMmaThreads-1
   typename Traits::TiledMmaQK tiled_mma_qk;

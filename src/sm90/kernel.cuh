@@ -81,16 +81,16 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   Pipeline pipeline_v(shared.pipeline_v, pipe_params, Shape<_1, _1, _1>{});
   __syncthreads();
 
-  const CtaContext<Traits> cta{params, shared, lane, q_tiles, k_tiles, words, state_rows, skipping};
+  const Cta<Traits> cta{params, shared, plan, lane, q_tiles, k_tiles, words, state_rows, skipping};
   if (warpgroup == 0) {
     // The producer gives registers back to the consumers; its warps 0-2 take one role each.
     cutlass::arch::warpgroup_reg_dealloc<Traits::kProducerRegisters>();
-    if (warp == 0) load_warp(cta, pipeline_k, pipeline_v);
-    else if (warp == 1) skip_state_warp(cta);
-    else if (warp == 2) store_warp(cta);
+    if (warp == 0) cta.load_warp(pipeline_k, pipeline_v);
+    else if (warp == 1) cta.skip_state_warp();
+    else if (warp == 2) cta.store_warp();
     return;
   }
-  consumer_warpgroups(cta, pipeline_k, pipeline_v);
+  cta.consumer_warpgroups(pipeline_k, pipeline_v);
 }
 
 }  // namespace liteattn::sm90

@@ -1,5 +1,5 @@
 // Compile-time configuration of the Hopper kernel (tile shapes, layouts, TMA and MMA types,
-// shared storage), its parameters, and the per-CTA context its warp roles share.
+// shared storage), its parameters, and the CTA view whose member functions are the warp roles.
 #pragma once
 
 #include <cstdint>
@@ -179,16 +179,44 @@ struct Params {
 // wg_turn + w: consumer warpgroup w may issue its next GEMMs (see the consumer main loop).
 enum class Barrier : uint32_t { wg_turn = 0 };
 
-// What every warp role of a CTA reads: the parameters (in parameter space: __grid_constant__),
-// the shared storage, the call's sizes and the thread's place in the CTA.
+// One CTA's view of the call, shared by its warp roles: the parameters (in parameter space:
+// __grid_constant__), the shared storage, the call's sizes and the thread's lane. The roles are
+// member functions (producer.cuh, consumer.cuh), so their code names all of these directly.
 template <class Traits>
-struct CtaContext {
+struct Cta {
+  using Element = typename Traits::Element;
+  using Pipeline = typename Traits::Pipeline;
+  using PipelineState = typename Traits::PipelineState;
+  // Device code cannot bind a reference to a static member: where a function takes its
+  // arguments by reference (make_shape), these go in as values, e.g. int(kHeadDim).
+  static constexpr int kBlockM = Traits::kBlockM;
+  static constexpr int kBlockN = Traits::kBlockN;
+  static constexpr int kHeadDim = Traits::kHeadDim;
+  static constexpr int kMmaThreads = Traits::kMmaThreads;
+  static constexpr int kLists = Traits::SharedStorage::kLists;
+  static constexpr int kWarp = cutlass::NumThreadsPerWarp;
+
   Params<Traits> const& params;
   typename Traits::SharedStorage& shared;
+  CallPlan const& plan;
   int lane;
   int32_t q_tiles, k_tiles, words;  // query and key tiles per head, mask words per row
   int64_t state_rows;               // skip-state rows: batch x heads x query tiles
   bool skipping;                    // the call reads and writes the skip state
+
+  // The shared-memory tiles as tensors: Q (two buffers), K and V^T (kStages stages each).
+  __device__ auto smem_q() const { return make_tensor(make_smem_ptr(shared.q.data()), typename Traits::SmemLayoutQ{}); }
+  __device__ auto smem_k() const { return make_tensor(make_smem_ptr(shared.k.data()), typename Traits::SmemLayoutK{}); }
+  __device__ auto smem_vt() const {
+    return make_tensor(make_smem_ptr(shared.v.data()), typename Traits::SmemLayoutVt{});
+  }
+
+  // The warp roles: the producer warpgroup's three warps (producer.cuh) and the consumer
+  // warpgroups (consumer.cuh).
+  __device__ __forceinline__ void load_warp(Pipeline& pipeline_k, Pipeline& pipeline_v) const;
+  __device__ __forceinline__ void skip_state_warp() const;
+  __device__ __forceinline__ void store_warp() const;
+  __device__ __forceinline__ void consumer_warpgroups(Pipeline& pipeline_k, Pipeline& pipeline_v) const;
 };
 
 }  // namespace liteattn::sm90

@@ -10,18 +10,7 @@ namespace liteattn::sm90 {
 
 // Warp 1 of the producer warpgroup: owns the skip state.
 template <class Traits>
-__device__ __forceinline__ void skip_state_warp(CtaContext<Traits> const& cta) {
-  constexpr int kLists = Traits::SharedStorage::kLists;
-  constexpr int kWarp = cutlass::NumThreadsPerWarp;
-  auto const& params = cta.params;
-  auto& shared = cta.shared;
-  const CallPlan& plan = cta.params.plan;
-  const int lane = cta.lane;
-  const int32_t q_tiles = cta.q_tiles;
-  const int32_t k_tiles = cta.k_tiles;
-  const int32_t words = cta.words;
-  const int64_t state_rows = cta.state_rows;
-  const bool skipping = cta.skipping;
+__device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   const int32_t stride = int32_t(gridDim.x);
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
@@ -139,20 +128,13 @@ __device__ __forceinline__ void skip_state_warp(CtaContext<Traits> const& cta) {
 
 // Warp 2 of the producer warpgroup: stores O.
 template <class Traits>
-__device__ __forceinline__ void store_warp(CtaContext<Traits> const& cta) {
-  constexpr int kLists = Traits::SharedStorage::kLists;
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kHeadDim = Traits::kHeadDim;
-  auto const& params = cta.params;
-  auto& shared = cta.shared;
-  const int lane = cta.lane;
-  const int32_t q_tiles = cta.q_tiles;
-  Tensor sQ = make_tensor(make_smem_ptr(shared.q.data()), typename Traits::SmemLayoutQ{});
+__device__ __forceinline__ void Cta<Traits>::store_warp() const {
+  Tensor sQ = smem_q();
   // Follows the consumers through the work tiles: once both consumer warpgroups have
   // staged a work tile's O, it stores the tile with the TMA, waits until the TMA has read
   // the staged tile and hands the Q buffer back to the load warp. No consumer waits for a
   // store, and the stores run while the consumers compute the next work tile.
-  Tensor mO = params.tma_o.get_tma_tensor(make_shape(params.len_q, kHeadDim, params.heads, params.batch));
+  Tensor mO = params.tma_o.get_tma_tensor(make_shape(params.len_q, int(kHeadDim), params.heads, params.batch));
   auto tma_o = params.tma_o.get_slice(_0{});
   for (int iteration = 0;; ++iteration) {
     const int slot = iteration % kLists;
@@ -182,24 +164,13 @@ __device__ __forceinline__ void store_warp(CtaContext<Traits> const& cta) {
 
 // Warp 0 of the producer warpgroup: loads Q, K and V with the TMA.
 template <class Traits>
-__device__ __forceinline__ void load_warp(CtaContext<Traits> const& cta, typename Traits::Pipeline& pipeline_k,
-                                          typename Traits::Pipeline& pipeline_v) {
-  constexpr int kLists = Traits::SharedStorage::kLists;
-  constexpr int kBlockM = Traits::kBlockM;
-  constexpr int kBlockN = Traits::kBlockN;
-  constexpr int kHeadDim = Traits::kHeadDim;
-  using Pipeline = typename Traits::Pipeline;
-  using PipelineState = typename Traits::PipelineState;
-  auto const& params = cta.params;
-  auto& shared = cta.shared;
-  const int lane = cta.lane;
-  const int32_t q_tiles = cta.q_tiles;
-  Tensor sQ = make_tensor(make_smem_ptr(shared.q.data()), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(shared.k.data()), typename Traits::SmemLayoutK{});
-  Tensor sVt = make_tensor(make_smem_ptr(shared.v.data()), typename Traits::SmemLayoutVt{});
-  Tensor mQ = params.tma_q.get_tma_tensor(make_shape(params.len_q, kHeadDim, params.heads, params.batch));
-  Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.len_k, kHeadDim, params.kv_heads, params.batch));
-  Tensor mVt = params.tma_v.get_tma_tensor(make_shape(kHeadDim, params.len_k, params.kv_heads, params.batch));
+__device__ __forceinline__ void Cta<Traits>::load_warp(Pipeline& pipeline_k, Pipeline& pipeline_v) const {
+  Tensor sQ = smem_q();
+  Tensor sK = smem_k();
+  Tensor sVt = smem_vt();
+  Tensor mQ = params.tma_q.get_tma_tensor(make_shape(params.len_q, int(kHeadDim), params.heads, params.batch));
+  Tensor mK = params.tma_k.get_tma_tensor(make_shape(params.len_k, int(kHeadDim), params.kv_heads, params.batch));
+  Tensor mVt = params.tma_v.get_tma_tensor(make_shape(int(kHeadDim), params.len_k, params.kv_heads, params.batch));
   auto tma_q = params.tma_q.get_slice(_0{});
   auto tma_k = params.tma_k.get_slice(_0{});
   auto tma_v = params.tma_v.get_slice(_0{});
