@@ -16,13 +16,14 @@ the captured call (threshold, skipping on/off, ranges), as for any kernel argume
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
 from . import _ext
 from ._arrays import torch_lib
 from ._core import check_call, state_buffers, state_key
+from ._ranges import flatten, pairs
 
 NAMESPACE = "lite_attention"
 
@@ -58,10 +59,6 @@ def _stream(t: torch.Tensor) -> int:
     return int(torch.cuda.current_stream(t.device).cuda_stream)
 
 
-def _pairs(flat: List[int]):
-    return list(zip(flat[0::2], flat[1::2]))
-
-
 def _host_scalar(t, name: str):
     if not isinstance(t, torch.Tensor):
         return t
@@ -74,12 +71,13 @@ def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, o
             dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool, call_layout=None):
     """Allocates out (and lse when asked for) and runs the binding on q's device and current
     stream; state is the binding's StateBuffers or None; ranges are lists of (start, end) pairs;
-    call_layout (the binding's CallLayout of q, k, v and out, from check_call) passes data pointers
-    instead of DLPack tensors. Returns (out, lse or None)."""
+    cpu_tile is a (rows, cols) tuple or None; call_layout (the binding's CallLayout of q, k, v and
+    out, from check_call) passes data pointers instead of DLPack tensors. Returns (out, lse or
+    None)."""
     out = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, Lq, H, D); 2 µs less than torch.empty
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
-    options = (state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries,
-               None if cpu_tile is None else tuple(cpu_tile), cpu_threads, _stream(q), reset)
+    options = (state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
+               cpu_threads, _stream(q), reset)
     # No device switch here: the C++ core makes the tensors' GPU current for its CUDA work.
     if call_layout is not None:
         _ext.forward_layout(call_layout, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), _capsule(lse),
@@ -97,8 +95,8 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
     _, key, call_layout = check_call(torch_lib(), q, k, v, criterion, cpu_tile, names=("q", "k", "v"))
     state = None if mask is None else state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
     out, lse = _launch(q, k, v, state, float(_host_scalar(threshold, "threshold")),
-                       bool(_host_scalar(enabled, "enabled")), scale, criterion, order, _pairs(must_do),
-                       _pairs(must_skip), _pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse,
+                       bool(_host_scalar(enabled, "enabled")), scale, criterion, order, pairs(must_do),
+                       pairs(must_skip), pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse,
                        call_layout)
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
@@ -199,11 +197,10 @@ def forward(q, k, v, state, opts, enabled, threshold, reset: bool, return_lse: b
         cumulative = state.cumulative
     else:
         mask = row_visits = row_max = kept = cumulative = None
-    flat = lambda ranges: [x for r in ranges for x in r]  # noqa: E731
     return torch.ops.lite_attention.forward(
         q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(threshold, torch.float32),
-        _scalar(enabled, torch.bool), opts.scale, opts.criterion, opts.order, flat(opts.must_do),
-        flat(opts.must_skip), flat(opts.dense_queries), None if opts.cpu_tile is None else list(opts.cpu_tile),
+        _scalar(enabled, torch.bool), opts.scale, opts.criterion, opts.order, flatten(opts.must_do),
+        flatten(opts.must_skip), flatten(opts.dense_queries), None if opts.cpu_tile is None else list(opts.cpu_tile),
         int(opts.cpu_threads), reset, return_lse)
 
 
