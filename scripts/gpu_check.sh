@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command on a GPU machine (H100/H200): configure and build, run the GPU tests, run
-# compute-sanitizer memcheck and racecheck on a small case, and `liteattn verify --backend cuda`
+# One command on a GPU machine (H100/H200; other GPUs of compute capability 8.0+ test the portable
+# kernel only): configure and build, run the GPU tests of both kernels, run compute-sanitizer
+# memcheck and racecheck on a small case per kernel, and `liteattn verify --backend cuda`
 # where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
 #   scripts/gpu_check.sh [build-dir]
 # Environment: CUTLASS_DIR (CUTLASS headers), CMAKE_ARGS (extra configure arguments, e.g.
@@ -50,11 +51,15 @@ record "${PIPESTATUS[0]}" "GPU tests"
 if [ "${SKIP_SANITIZER:-0}" = 1 ]; then
   echo "compute-sanitizer: skipped (SKIP_SANITIZER=1)"
 elif command -v compute-sanitizer >/dev/null; then
-  for tool in memcheck racecheck; do
-    step "compute-sanitizer --tool $tool (small case)"
-    timeout "${SANITIZER_TIMEOUT:-600}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$GPU_TESTS" --gtest_filter='Sm90.Small' \
-      2>&1 | tee "$LOG_DIR/sanitizer_$tool.log" | tail -6
-    record "${PIPESTATUS[0]}" "compute-sanitizer $tool"
+  for backend in sm90 sm80; do
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer --tool $tool (small case, $backend)"
+      timeout "${SANITIZER_TIMEOUT:-600}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$GPU_TESTS" --backend=$backend \
+        --gtest_filter='GpuBackend.Small' 2>&1 | tee "$LOG_DIR/sanitizer_${tool}_$backend.log" | tail -6
+      code=${PIPESTATUS[0]}
+      [ "$code" -eq 77 ] && { echo "skipped: no GPU for $backend"; continue; }
+      record "$code" "compute-sanitizer $tool ($backend)"
+    done
   done
 else
   echo "compute-sanitizer not found: skipped"
@@ -65,6 +70,9 @@ if [ -n "$CLI" ]; then
   step "liteattn verify --backend cuda"
   "$CLI" verify --backend cuda 2>&1 | tee "$LOG_DIR/verify.log" | tail -20
   record "${PIPESTATUS[0]}" "liteattn verify --backend cuda"
+  step "liteattn verify --backend sm80 (the portable kernel)"
+  "$CLI" verify --backend sm80 2>&1 | tee "$LOG_DIR/verify_sm80.log" | tail -20
+  record "${PIPESTATUS[0]}" "liteattn verify --backend sm80"
 else
   echo "liteattn CLI not built: verify skipped"
 fi

@@ -11,7 +11,8 @@ namespace liteattn::cli {
 
 int run_bench(const std::vector<std::string>& raw) {
   const Options o(raw, {"backend", "batch", "len", "heads", "head-dim", "sparsity", "repeats", "dtype", "out", "seed"}, {});
-  const Device device = pick_device(o.choice("backend", "auto", {"auto", "cpu", "cuda"}));
+  const BackendChoice choice = pick_backend(o.choice("backend", "auto", kBackendChoices));
+  const Device device = choice.device;
   const bool gpu = device.kind == DeviceKind::cuda;
   const std::int64_t B = o.integer("batch", 1, 1, 64), L = o.integer("len", gpu ? 32760 : 2048, 1, 1 << 22),
                      H = o.integer("heads", gpu ? 40 : 4, 1, 1024), D = o.integer("head-dim", 128, 1, 512);
@@ -31,7 +32,9 @@ int run_bench(const std::vector<std::string>& raw) {
   }
 
   AttentionArgs args = make_args(q, k, v, out);
+  args.backend = choice.backend;
   args.skip.enabled = false;
+  const std::string backend = std::string(to_string(select_backend(args)));
   const double dense_ms = median_ms(device, 2, repeats, [&] { attention(args); });
 
   // Skip detection on, nothing skipped (threshold -inf): the bookkeeping's cost.
@@ -59,7 +62,7 @@ int run_bench(const std::vector<std::string>& raw) {
 
   const double flops = 4.0 * double(B * H) * double(L) * double(L) * double(D);
   std::printf("liteattn bench on %s (%s): B=%lld L=%lld H=%lld D=%lld %s, tiles %dx%d, median of %d\n",
-              device_name(device).c_str(), gpu ? "sm90" : "cpu", (long long)B, (long long)L, (long long)H, (long long)D,
+              device_name(device).c_str(), backend.c_str(), (long long)B, (long long)L, (long long)H, (long long)D,
               std::string(to_string(dtype)).c_str(), key.tile.m, key.tile.n, repeats);
   std::printf("  dense                 %10.3f ms  %8.1f TFLOP/s\n", dense_ms, flops / dense_ms * 1e-9);
   std::printf("  detect, none skipped  %10.3f ms  %+7.1f%% vs dense\n", detect_ms, 100 * (detect_ms / dense_ms - 1));
@@ -70,7 +73,7 @@ int run_bench(const std::vector<std::string>& raw) {
   if (o.has("out")) {
     std::ofstream f(o.text("out", ""));
     if (!f) throw UsageError("--out: cannot write '" + o.text("out", "") + "'");
-    f << "{\"device\": \"" << device_name(device) << "\", \"backend\": \"" << (gpu ? "sm90" : "cpu") << "\", \"batch\": " << B
+    f << "{\"device\": \"" << device_name(device) << "\", \"backend\": \"" << backend << "\", \"batch\": " << B
       << ", \"len\": " << L << ", \"heads\": " << H << ", \"head_dim\": " << D << ", \"dtype\": \"" << to_string(dtype)
       << "\", \"dense_ms\": " << dense_ms << ", \"detect_ms\": " << detect_ms << ", \"sparsity\": " << actual_sparsity
       << ", \"sparse_ms\": " << sparse_ms << ", \"state_bytes\": " << key.total_bytes() << "}\n";

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,28 @@ inline Device pick_device(const std::string& backend) {
     return {DeviceKind::cuda, 0};
   }
   return cuda_available() ? Device{DeviceKind::cuda, 0} : Device{DeviceKind::cpu, 0};
+}
+
+// --backend for the commands that can name a kernel: auto|cpu|cuda as above, or sm90|sm80 for
+// CUDA tensors served by that kernel (sm80 on a Hopper GPU: the portable fallback).
+struct BackendChoice {
+  Device device;
+  std::optional<Backend> backend;  // unset: by the device
+};
+inline const std::vector<std::string> kBackendChoices = {"auto", "cpu", "cuda", "sm90", "sm80"};
+inline BackendChoice pick_backend(const std::string& name) {
+  if (name == "sm90" || name == "sm80") {
+    if (!cuda_available()) throw UsageError("--backend: " + name + " requested but no CUDA device is available");
+    return {{DeviceKind::cuda, 0}, name == "sm90" ? Backend::sm90 : Backend::sm80};
+  }
+  return {pick_device(name), std::nullopt};
+}
+
+// The backend that serves tensors on `device` when none is named (for reports).
+inline std::string default_backend_name(Device device) {
+  if (device.kind == DeviceKind::cpu) return "cpu";
+  const auto backends = available_backends();  // cpu first, then the GPU's kernels by preference
+  return backends.size() > 1 ? std::string(to_string(backends[1])) : "none";
 }
 
 inline DType pick_dtype(const Options& o, DType fallback) {

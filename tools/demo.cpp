@@ -87,7 +87,7 @@ int run_demo(const std::vector<std::string>& raw) {
 
   const bool tty = isatty(fileno(stdout));
   std::printf("liteattn demo: %s on %s, %d x %d x %d tokens (%lld), %lld heads, head dim %lld, %s, %d steps, %s criterion, %s order\n",
-              on_gpu ? "sm90" : "cpu", device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
+              default_backend_name(device), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
               (long long)D, std::string(to_string(dtype)).c_str(), w.steps, std::string(to_string(skip.criterion)).c_str(),
               std::string(to_string(skip.order)).c_str());
   std::printf("(synthetic video workload, not a real model)\n");
@@ -144,7 +144,7 @@ int run_demo(const std::vector<std::string>& raw) {
   }());
   const TileShape tile = state_key(args).tile;
   if (o.has("out")) {
-    write_json(o.text("out", ""), on_gpu ? "sm90" : "cpu", device_name(device), w, dtype, tile, skip, schedule, results);
+    write_json(o.text("out", ""), default_backend_name(device), device_name(device), w, dtype, tile, skip, schedule, results);
     std::printf("wrote %s\n", o.text("out", "").c_str());
   }
   if (o.has("png")) {

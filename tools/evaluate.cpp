@@ -178,7 +178,7 @@ int run_evaluate(const std::vector<std::string>& raw) {
   const TileShape tile = state_key(args).tile;
   std::printf("liteattn evaluate: %s on %s, %d x %d x %d tokens (%lld), %lld heads, head dim %lld, %s, tile %dx%d, %d steps, "
               "%zu configurations\n",
-              on_gpu ? "sm90" : "cpu", device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
+              default_backend_name(device), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
               (long long)D, std::string(to_string(dtype)).c_str(), tile.m, tile.n, w.steps, configs.size());
   std::printf("(synthetic video workload, not a real model)\n");
   const bool tty = isatty(fileno(stderr));
@@ -229,7 +229,7 @@ int run_evaluate(const std::vector<std::string>& raw) {
   }
 
   // Console and markdown table.
-  const std::string backend = on_gpu ? "sm90" : "cpu";
+  const std::string backend = default_backend_name(device);
   std::ostringstream md;
   md << "Synthetic video workload (not a real model): " << backend << " backend (" << device_name(device) << "), "
      << w.frames << " x " << w.height << " x " << w.width << " = " << L << " tokens, " << H << " heads, head dim " << D << ", "

@@ -23,9 +23,9 @@ commands:
           [--png-head H]
   verify  random shapes (odd lengths included), every available backend against the CPU
           reference and an fp64 dense reference; exits 1 on any failure
-          [--backend all|cpu|cuda] [--cases N] [--seed S]
+          [--backend all|cpu|cuda|sm90|sm80] [--cases N] [--seed S]
   bench   dense vs sparse timing for a backend and shape
-          [--backend auto|cpu|cuda] [--batch B] [--len L] [--heads H] [--head-dim D]
+          [--backend auto|cpu|cuda|sm90|sm80] [--batch B] [--len L] [--heads H] [--head-dim D]
           [--sparsity S] [--repeats N] [--dtype bf16|fp16|fp32] [--out FILE.json]
   evaluate  trajectories of the video workload for every criterion x order x threshold (and
           schedule): sparsity, per-step and final error vs dense, Euler-latent error (issue 6)

@@ -76,7 +76,7 @@ struct Check {
   bool pass = true;
 };
 
-Check run_case(const Case& c, Device device, std::uint64_t seed) {
+Check run_case(const Case& c, Device device, std::optional<Backend> named_backend, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<float> hq, hk, hv;
   make_inputs(c, rng, hq, hk, hv);
@@ -89,6 +89,7 @@ Check run_case(const Case& c, Device device, std::uint64_t seed) {
   const auto rq = round_to(hq, c.dtype), rk = round_to(hk, c.dtype), rv = round_to(hv, c.dtype);
 
   AttentionArgs args = make_args(q, k, v, out, &lse);
+  args.backend = named_backend;
   args.skip = {true, c.threshold, c.criterion, c.order};
   const Backend backend = select_backend(args);
   const TileShape tile = tile_shape(backend, c.D, c.dtype);
@@ -158,24 +159,28 @@ Check run_case(const Case& c, Device device, std::uint64_t seed) {
 
 int run_verify(const std::vector<std::string>& raw) {
   const Options o(raw, {"backend", "cases", "seed"}, {});
-  const std::string which = o.choice("backend", "all", {"all", "cpu", "cuda"});
+  const std::string which = o.choice("backend", "all", {"all", "cpu", "cuda", "sm90", "sm80"});
   const int cases = int(o.integer("cases", 12, 1, 10000));
   std::mt19937_64 rng(std::uint64_t(o.integer("seed", 1, 0, std::int64_t(1) << 62)));
 
-  std::vector<Device> devices;
-  if (which != "cuda") devices.push_back({DeviceKind::cpu, 0});
+  // The backends to verify: the CPU reference, and the GPU's kernel (chosen by its capability,
+  // or named: sm80 on a Hopper GPU verifies the portable fallback).
+  std::vector<BackendChoice> targets;
+  if (which == "all" || which == "cpu") targets.push_back({{DeviceKind::cpu, 0}, std::nullopt});
   if (which != "cpu") {
-    if (cuda_available()) devices.push_back({DeviceKind::cuda, 0});
-    else if (which == "cuda") throw UsageError("--backend: cuda requested but no CUDA device is available");
+    if (cuda_available()) targets.push_back(which == "sm90" || which == "sm80" ? pick_backend(which)
+                                                                              : BackendChoice{{DeviceKind::cuda, 0}, {}});
+    else if (which != "all") throw UsageError("--backend: " + which + " requested but no CUDA device is available");
     else std::printf("no CUDA device: verifying the CPU reference only\n");
   }
 
   const std::int64_t lengths[] = {1, 7, 127, 128, 129, 300, 1000};
-  std::printf("%-6s %-4s %-28s %-9s %-14s %-6s %9s %9s %9s %5s %5s %8s %s\n", "case", "dev", "B,Lq,Lk,H,Hkv,D", "dtype",
+  std::printf("%-6s %-7s %-28s %-9s %-14s %-6s %9s %9s %9s %5s %5s %8s %s\n", "case", "backend", "B,Lq,Lk,H,Hkv,D", "dtype",
               "order", "crit", "out_err", "lse_err", "cpu_err", "bad", "ties", "sparsity", "result");
   int failures = 0;
   for (int n = 0; n < cases; ++n) {
-    for (const Device& device : devices) {
+    for (const BackendChoice& target : targets) {
+      const Device device = target.device;
       const bool gpu = device.kind == DeviceKind::cuda;
       Case c;
       c.B = 1 + std::int64_t(rng() % 2);
@@ -189,19 +194,20 @@ int run_verify(const std::vector<std::string>& raw) {
       c.threshold = -2.0f - float(rng() % 7);
       c.criterion = (rng() % 2) ? Criterion::running : Criterion::previous;
       c.order = VisitOrder(rng() % 3);
-      const Check r = run_case(c, device, rng());
+      const Check r = run_case(c, device, target.backend, rng());
       failures += !r.pass;
       char shape[64];
       std::snprintf(shape, sizeof shape, "%lld,%lld,%lld,%lld,%lld,%lld", (long long)c.B, (long long)c.Lq, (long long)c.Lk,
                     (long long)c.H, (long long)c.Hkv, (long long)c.D);
-      std::printf("%-6d %-4s %-28s %-9s %-14s %-6s %9.2e %9.2e %9.2e %5lld %5lld %7.1f%% %s\n", n, gpu ? "cuda" : "cpu", shape,
+      const std::string backend = target.backend ? std::string(to_string(*target.backend)) : default_backend_name(device);
+      std::printf("%-6d %-7s %-28s %-9s %-14s %-6s %9.2e %9.2e %9.2e %5lld %5lld %7.1f%% %s\n", n, backend.c_str(), shape,
                   std::string(to_string(c.dtype)).c_str(), std::string(to_string(c.order)).c_str(),
                   std::string(to_string(c.criterion)).c_str(), r.out_err, r.lse_err, gpu ? r.cpu_out_err : 0.0,
                   (long long)r.bad_bits, (long long)r.near_tie_bits, 100 * r.sparsity, r.pass ? "pass" : "FAIL");
       std::fflush(stdout);
     }
   }
-  const int total = cases * int(devices.size());
+  const int total = cases * int(targets.size());
   std::printf("%d passed, %d failed\n", total - failures, failures);
   return failures ? 1 : 0;
 }

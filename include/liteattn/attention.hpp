@@ -10,7 +10,9 @@
 
 namespace liteattn {
 
-enum class Backend : std::uint8_t { cpu, sm90 };
+// cpu: the reference. sm90: the Hopper kernel (compute capability 9.0). sm80: the portable
+// kernel (compute capability 8.0 and newer; on Hopper a fallback chosen explicitly).
+enum class Backend : std::uint8_t { cpu, sm90, sm80 };
 
 std::string_view to_string(Backend backend);
 
@@ -47,6 +49,11 @@ struct AttentionArgs {
 
   void* stream = nullptr;  // cudaStream_t for CUDA tensors; nullptr = the legacy default stream
 
+  // The backend to run; unset = by the tensors' device: the CPU reference for CPU tensors, the
+  // Hopper kernel on compute capability 9.0, the portable kernel on other GPUs of 8.0 and newer.
+  // A backend that cannot serve the tensors' device is an ArgumentError naming `backend`.
+  std::optional<Backend> backend;
+
   // CPU reference only: the tile shape to reproduce another backend's decisions.
   // Unset = the tile shape of the kernel that would serve this head dim on a GPU.
   std::optional<TileShape> cpu_tile;
@@ -54,10 +61,12 @@ struct AttentionArgs {
   int cpu_threads = 0;
 };
 
-// The backend that serves these arguments (by the tensors' device and its capability).
+// The backend that serves these arguments: args.backend when set (checked against the tensors'
+// device), else by the device and its capability.
 Backend select_backend(const AttentionArgs& args);
 
-// The tile shape a backend uses for a head dim and dtype (the CPU reference: the sm90 shape).
+// The tile shape a backend uses for a head dim and dtype. Every backend uses the Hopper kernel's
+// shapes, so a skip state made by one is valid for the others.
 TileShape tile_shape(Backend backend, std::int64_t head_dim, DType dtype);
 
 // The state key a call with these arguments needs.

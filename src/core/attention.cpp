@@ -8,7 +8,14 @@
 
 namespace liteattn {
 
-std::string_view to_string(Backend backend) { return backend == Backend::cpu ? "cpu" : "sm90"; }
+std::string_view to_string(Backend backend) {
+  switch (backend) {
+    case Backend::cpu: return "cpu";
+    case Backend::sm90: return "sm90";
+    case Backend::sm80: return "sm80";
+  }
+  return "unknown";
+}
 
 bool cuda_available() {
 #if defined(LITEATTN_WITH_CUDA)
@@ -18,28 +25,61 @@ bool cuda_available() {
 #endif
 }
 
+namespace {
+
+// The portable kernel needs the m16n8k16 bf16/fp16 MMA and cp.async of compute capability 8.0.
+constexpr int kPortableMinCapability = 80;
+constexpr int kHopperCapability = 90;
+
+std::string capability_string(int capability) {
+  return std::to_string(capability / 10) + "." + std::to_string(capability % 10);
+}
+
+}  // namespace
+
 std::vector<Backend> available_backends() {
   std::vector<Backend> backends{Backend::cpu};
 #if defined(LITEATTN_WITH_CUDA)
-  if (cuda_available() && cuda_device_capability(0) == 90) backends.push_back(Backend::sm90);
+  if (cuda_available()) {
+    const int capability = cuda_device_capability(0);
+    if (capability == kHopperCapability) backends.push_back(Backend::sm90);
+    if (capability >= kPortableMinCapability) backends.push_back(Backend::sm80);
+  }
 #endif
   return backends;
 }
 
 Backend select_backend(const AttentionArgs& args) {
-  if (args.q.device.kind == DeviceKind::cpu) return Backend::cpu;
+  const bool on_cpu = args.q.device.kind == DeviceKind::cpu;
+  if (on_cpu) {
+    if (args.backend && *args.backend != Backend::cpu)
+      throw ArgumentError("backend", "expected 'cpu' for CPU tensors, got '" + std::string(to_string(*args.backend)) + "'");
+    return Backend::cpu;
+  }
+  if (args.backend == Backend::cpu)
+    throw ArgumentError("backend", "the CPU reference needs CPU tensors; these are on " + to_string(args.q.device));
 #if defined(LITEATTN_WITH_CUDA)
   const int capability = cuda_device_capability(args.q.device.index);
-  if (capability == 90) return Backend::sm90;
-  throw UnsupportedError("no liteattn kernel for this GPU (compute capability " + std::to_string(capability / 10) + "." +
-                         std::to_string(capability % 10) + "): the Hopper kernel needs sm_90; the portable kernel is not built yet");
+  const bool hopper = capability == kHopperCapability, portable = capability >= kPortableMinCapability;
+  if (args.backend == Backend::sm90 && !hopper)
+    throw ArgumentError("backend", "the Hopper kernel 'sm90' needs compute capability 9.0, this GPU has " +
+                                       capability_string(capability));
+  if (args.backend == Backend::sm80 && !portable)
+    throw ArgumentError("backend", "the portable kernel 'sm80' needs compute capability 8.0 or newer, this GPU has " +
+                                       capability_string(capability));
+  if (args.backend) return *args.backend;
+  if (hopper) return Backend::sm90;
+  if (portable) return Backend::sm80;
+  throw UnsupportedError("no liteattn kernel for this GPU (compute capability " + capability_string(capability) +
+                         "): the kernels need 8.0 or newer");
 #else
   throw UnsupportedError("this build of liteattn has no CUDA support (rebuild with nvcc available)");
 #endif
 }
 
 TileShape tile_shape(Backend, std::int64_t head_dim, DType) {
-  // The CPU reference defaults to the Hopper kernel's shape so that masks are interchangeable.
+  // One tile shape per head dim for every backend (the CPU reference by default), so masks are
+  // interchangeable; the portable kernel is built for the same shapes.
   return sm90::tile_shape_for_head_dim(head_dim);
 }
 
@@ -52,7 +92,7 @@ StateKey state_key(const AttentionArgs& args) {
   key.len_k = args.k.shape[1];
   key.dtype = args.q.dtype;
   key.device = args.q.device;
-  const Backend backend = args.q.device.kind == DeviceKind::cpu ? Backend::cpu : Backend::sm90;
+  const Backend backend = args.q.device.kind == DeviceKind::cpu ? Backend::cpu : Backend::sm90;  // same shapes
   key.tile = (backend == Backend::cpu && args.cpu_tile) ? *args.cpu_tile : tile_shape(backend, key.head_dim, key.dtype);
   key.with_row_max = args.skip.criterion == Criterion::previous;
   return key;
@@ -67,6 +107,11 @@ void attention(const AttentionArgs& args) {
     case Backend::sm90:
 #if defined(LITEATTN_WITH_CUDA)
       return run_sm90(args, plan);
+#endif
+      break;
+    case Backend::sm80:
+#if defined(LITEATTN_WITH_CUDA)
+      return run_sm80(args, plan);
 #endif
       break;
   }

@@ -17,6 +17,10 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan);
 // What only the Hopper kernel requires (TMA alignment, sequence limits); validate() calls it for
 // CUDA tensors, before any state is prepared, so a rejected call changes nothing.
 void check_sm90_args(const AttentionArgs& args);
+// src/sm80: the portable kernel (sm_80 and newer), same contract and tile shapes.
+void run_sm80(const AttentionArgs& args, const CallPlan& plan);
+// What only the portable kernel requires (16-byte aligned rows, 32-bit indexing).
+void check_sm80_args(const AttentionArgs& args);
 // src/cuda: state initialisation and the few runtime calls the core needs (src/cuda/runtime.cpp).
 void reset_state_cuda(const SkipStateView& view, void* stream);
 int cuda_device_count();                 // 0 when no driver or no device

@@ -112,9 +112,6 @@ void validate_without_state(const AttentionArgs& args) {
     require(q.dtype != DType::f32, "q", "expected bfloat16 or float16 on CUDA, got float32", ArgumentError::Kind::type);
     require(sm90::supports_head_dim(D), "q",
             [&] { return "expected head_dim 64 or 128 on CUDA, got " + std::to_string(D); });
-#if defined(LITEATTN_WITH_CUDA)
-    check_sm90_args(args);
-#endif
   } else {
     require(D <= 512, "q", [&] { return "expected head_dim <= 512, got " + std::to_string(D); });
   }
@@ -155,6 +152,14 @@ void validate_without_state(const AttentionArgs& args) {
     require(!std::isnan(t) && t <= 0.0f, "threshold",
             [&] { return "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(t); });
   }
+
+  // Last, as it asks the GPU for its capability: args.backend against the device, and the rules
+  // of the kernel that will serve the call.
+  [[maybe_unused]] const Backend backend = select_backend(args);
+#if defined(LITEATTN_WITH_CUDA)
+  if (backend == Backend::sm90) check_sm90_args(args);
+  if (backend == Backend::sm80) check_sm80_args(args);
+#endif
 }
 
 void validate(const AttentionArgs& args) {

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 namespace liteattn::cuda {
 
 // Throws liteattn::CudaError naming the failed expression, the error and file:line.
@@ -30,3 +32,18 @@ class DeviceGuard {
 }  // namespace liteattn::cuda
 
 #define LITEATTN_CUDA_CHECK(expr) ::liteattn::cuda::check((expr), #expr, __FILE__, __LINE__)
+
+namespace liteattn::cuda {
+
+// Raises `kernel`'s dynamic shared-memory limit to `bytes` on `device`. The limit is a per-device
+// property of the function, so each launch site keeps one flag per device in `raised` and the
+// runtime call happens once; later calls return at once.
+template <class Kernel>
+void raise_shared_memory_limit(Kernel kernel, int bytes, int device, std::atomic<bool> (&raised)[64]) {
+  const bool cacheable = device >= 0 && device < 64;
+  if (cacheable && raised[device].load(std::memory_order_acquire)) return;
+  LITEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  if (cacheable) raised[device].store(true, std::memory_order_release);
+}
+
+}  // namespace liteattn::cuda

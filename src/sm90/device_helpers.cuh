@@ -1,41 +1,27 @@
-// Small device helpers of the Hopper kernel: exp2, NaN-propagating max, packing to 16-bit
-// pairs, one warpgroup GEMM, and the work tile behind a linear index.
+// Small device helpers of the Hopper kernel: packing to 16-bit pairs (cutlass element types),
+// one warpgroup GEMM, and the work tile behind a linear index (scalar math: cuda/device_math.cuh).
 #pragma once
 
+#include "cuda/device_math.cuh"
 #include "sm90/kernel_traits.cuh"
 
 namespace liteattn::sm90 {
 
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
-
-// max that returns NaN when either input is NaN (PTX max.NaN, one FMNMX like fmaxf). fmaxf drops
-// NaN; with this a NaN score makes the tile's and then the row's running max NaN, as in the CPU
-// reference, so the row votes keep for the rest of the call (method.md section 3).
-__device__ __forceinline__ float max_nan(float a, float b) {
-  float y;
-  asm("max.NaN.f32 %0, %1, %2;" : "=f"(y) : "f"(a), "f"(b));
-  return y;
-}
+using cuda::fast_exp2;
+using cuda::max_nan;
+using cuda::neg_inf;
 
 template <class Element>
 __device__ __forceinline__ uint32_t pack2(float a, float b);
 
 template <>
 __device__ __forceinline__ uint32_t pack2<cutlass::bfloat16_t>(float a, float b) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
-  return reinterpret_cast<uint32_t&>(v);
+  return cuda::pack_bf16x2(a, b);
 }
 
 template <>
 __device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
-  __half2 v = __floats2half2_rn(a, b);
-  return reinterpret_cast<uint32_t&>(v);
+  return cuda::pack_f16x2(a, b);
 }
 
 // Issues one warpgroup GEMM (all k blocks) as one wgmma batch. wait < 0: leave it in flight.

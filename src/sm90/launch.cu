@@ -6,6 +6,7 @@
 #include <cutlass/numeric_types.h>
 
 #include "core/backends.hpp"
+#include "cuda/operand_rules.hpp"
 #include "cuda/runtime.hpp"
 #include "liteattn/error.hpp"
 #include "sm90/launch.hpp"
@@ -14,21 +15,16 @@
 namespace liteattn {
 namespace {
 
-// TMA addresses tiles through a descriptor whose base address must be 16-byte aligned and whose
-// strides must be multiples of 16 bytes, below 2^40 bytes. The first rule t breaks, or an empty
-// string. Size-1 dimensions are not checked: their stride is never used (tma_view zeroes it).
+constexpr const char* kKernel = "Hopper kernel";
+
+// The TMA addresses tiles through a descriptor: the 16-byte chunk rules of both kernels, and
+// strides below 2^40 bytes. The first rule t breaks, or an empty string.
 std::string tma_violation(const TensorView& t) {
+  if (std::string why = cuda::chunk_load_violation(t, kKernel); !why.empty()) return why;
   const auto element = static_cast<std::int64_t>(dtype_size(t.dtype));
-  if (reinterpret_cast<std::uintptr_t>(t.data) % 16 != 0)
-    return "the Hopper kernel needs a 16-byte aligned base address (TMA)";
-  for (int d = 0; d < 3; ++d) {
-    if (t.shape[d] == 1) continue;
-    if ((t.stride[d] * element) % 16 != 0)
-      return "the Hopper kernel needs strides that are multiples of 16 bytes (TMA); dimension " + std::to_string(d) +
-             " has stride " + std::to_string(t.stride[d]) + " elements";
-    if (t.stride[d] * element >= (std::int64_t(1) << 40))
+  for (int d = 0; d < 3; ++d)
+    if (t.shape[d] != 1 && t.stride[d] * element >= (std::int64_t(1) << 40))
       return "stride of dimension " + std::to_string(d) + " exceeds the TMA limit of 2^40 bytes";
-  }
   return {};
 }
 
@@ -48,7 +44,7 @@ TensorView tma_view(const TensorView& t) {
 }  // namespace
 
 void check_sm90_args(const AttentionArgs& args) {
-  const std::int64_t head_dim = args.q.shape[3], len_q = args.q.shape[1], len_k = args.k.shape[1];
+  const std::int64_t head_dim = args.q.shape[3], len_k = args.k.shape[1];
   const TileShape tile = sm90::tile_shape_for_head_dim(head_dim);
   const std::int64_t k_tiles = ceil_div(len_k, tile.n);
   // The visit list (dense calls too) and the votes of a query tile live in shared memory.
@@ -56,16 +52,12 @@ void check_sm90_args(const AttentionArgs& args) {
     throw UnsupportedError("the Hopper kernel supports at most " + std::to_string(sm90::kMaxMaskWords * 32) +
                            " key tiles (Lk up to " + std::to_string(std::int64_t(sm90::kMaxMaskWords) * 32 * tile.n) +
                            "), got Lk = " + std::to_string(len_k));
-  if (len_q >= (std::int64_t(1) << 31) || len_k >= (std::int64_t(1) << 31) ||
-      args.q.shape[0] * args.q.shape[2] * ceil_div(len_q, tile.m) >= (std::int64_t(1) << 31))
-    throw UnsupportedError("the Hopper kernel indexes sequences and work tiles with 32-bit integers");
+  cuda::check_32_bit_indexing(args, tile, kKernel);
   check_tma_operand(args.q, "q");
   check_tma_operand(args.k, "k");
   check_tma_operand(args.v, "v");
-  // The epilogue writes two adjacent elements per 4-byte store.
-  if (reinterpret_cast<std::uintptr_t>(args.out.data) % 4 != 0 || args.out.stride[0] % 2 != 0 ||
-      args.out.stride[1] % 2 != 0 || args.out.stride[2] % 2 != 0)
-    throw ArgumentError("out", "the Hopper kernel needs a 4-byte aligned base address and even strides");
+  // Without the TMA store (out not TMA-aligned) the epilogue writes two elements at a time.
+  cuda::check_pair_stores(args.out, kKernel);
 }
 
 // Arguments passed validate() and check_sm90_args() (attention() runs both before any state is

@@ -79,14 +79,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   params.schedule_warpgroups = info.schedule_warpgroups;
 
   auto kernel = attention_fwd_kernel<Traits>;
-  // The dynamic shared-memory limit is raised once per device (it is a per-device property of
-  // the function); later calls skip the runtime call.
-  static std::atomic<bool> smem_raised[64] = {};
-  const int device = info.device;
-  if (device < 0 || device >= 64 || !smem_raised[device].load(std::memory_order_acquire)) {
-    LITEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSharedBytes));
-    if (device >= 0 && device < 64) smem_raised[device].store(true, std::memory_order_release);
-  }
+  static std::atomic<bool> shared_memory_raised[64] = {};
+  cuda::raise_shared_memory_limit(kernel, T::kSharedBytes, info.device, shared_memory_raised);
 
   auto stream = static_cast<cudaStream_t>(info.stream);
   if (plan.skipping) {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/backends.hpp"
 #include "reference_helpers.hpp"
 
 namespace {
@@ -99,6 +100,7 @@ std::vector<BadCase> bad_cases() {
       {"cpu_tile_zero", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{0, 8}; }},
       {"cpu_tile_huge", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{8, 5000}; }},
       {"cpu_threads", "cpu_threads", [](auto& a) { a.cpu_threads = -1; }},
+      {"gpu_backend_for_cpu_tensors", "backend", [](auto& a) { a.backend = liteattn::Backend::sm80; }},
       {"threshold_positive", "threshold", [](auto& a) { a.skip.threshold = 0.5f; }},
       {"threshold_nan", "threshold", [](auto& a) { a.skip.threshold = kNaN; }},
       {"threshold_inf", "threshold", [](auto& a) { a.skip.threshold = kInf; }},
@@ -250,10 +252,11 @@ TEST(Validation, ParsersNameTheirArgument) {
 }  // namespace
 
 #if defined(LITEATTN_WITH_CUDA)
-// The Hopper kernel's own rules (TMA alignment, strides) are part of validate(), so they reject a
-// call before any state is prepared. validate() reads only the views' metadata and pointer
-// values, so CUDA views over fake addresses test it without a GPU.
-TEST(Validation, HopperRulesRunInsideValidate) {
+// Each kernel's own rules (16-byte rows, TMA strides, out pairs). validate() runs the serving
+// kernel's rules last, before any state is prepared (the GPU tests check that a call is rejected
+// through validate()); here the rule functions alone, on CUDA views over fake addresses (they
+// read only metadata and pointer values, so no GPU is needed).
+TEST(Validation, KernelRulesRejectMisalignedViews) {
   auto view = [](std::uintptr_t address, std::int64_t L) {
     liteattn::TensorView t = liteattn::TensorView::contiguous(reinterpret_cast<void*>(address), liteattn::DType::bf16,
                                                               liteattn::Device{liteattn::DeviceKind::cuda, 0}, {1, L, 2, 64});
@@ -265,25 +268,34 @@ TEST(Validation, HopperRulesRunInsideValidate) {
   a.v = view(0x30000, 300);
   a.out = view(0x40000, 300);
   a.skip.enabled = false;
-  EXPECT_NO_THROW(liteattn::validate(a));
-
-  auto expect_error = [](const liteattn::AttentionArgs& args, const char* argument) {
-    try {
-      liteattn::validate(args);
-      ADD_FAILURE() << "expected an error naming " << argument;
-    } catch (const liteattn::ArgumentError& e) {
-      EXPECT_EQ(e.argument(), argument) << e.what();
-    }
-  };
-  liteattn::AttentionArgs misaligned = a;
-  misaligned.q.data = reinterpret_cast<void*>(0x10002);
-  expect_error(misaligned, "q");
-  liteattn::AttentionArgs odd_stride = a;
-  odd_stride.k.stride[1] = 132;  // 264 bytes: not a multiple of 16
-  odd_stride.k.stride[0] = 132 * 300;
-  expect_error(odd_stride, "k");
-  liteattn::AttentionArgs odd_out = a;
-  odd_out.out.data = reinterpret_cast<void*>(0x40002);
-  expect_error(odd_out, "out");
+  using Rules = void (*)(const liteattn::AttentionArgs&);
+  for (Rules rules : {Rules(&liteattn::check_sm90_args), Rules(&liteattn::check_sm80_args)}) {
+    EXPECT_NO_THROW(rules(a));
+    auto expect_error = [&](const liteattn::AttentionArgs& args, const char* argument) {
+      try {
+        rules(args);
+        ADD_FAILURE() << "expected an error naming " << argument;
+      } catch (const liteattn::ArgumentError& e) {
+        EXPECT_EQ(e.argument(), argument) << e.what();
+      }
+    };
+    liteattn::AttentionArgs misaligned = a;
+    misaligned.q.data = reinterpret_cast<void*>(0x10002);
+    expect_error(misaligned, "q");
+    liteattn::AttentionArgs odd_stride = a;
+    odd_stride.k.stride[1] = 132;  // 264 bytes: not a multiple of 16
+    odd_stride.k.stride[0] = 132 * 300;
+    expect_error(odd_stride, "k");
+    liteattn::AttentionArgs odd_out = a;
+    odd_out.out.data = reinterpret_cast<void*>(0x40002);
+    expect_error(odd_out, "out");
+  }
+  // Only the Hopper kernel keeps a query tile's visit list in shared memory: past its key-tile
+  // limit it refuses, the portable kernel does not.
+  liteattn::AttentionArgs long_keys = a;
+  long_keys.k.shape[1] = long_keys.v.shape[1] = 600000;
+  long_keys.k.stride[0] = long_keys.v.stride[0] = 600000 * long_keys.k.stride[1];
+  EXPECT_THROW(liteattn::check_sm90_args(long_keys), liteattn::UnsupportedError);
+  EXPECT_NO_THROW(liteattn::check_sm80_args(long_keys));
 }
 #endif

@@ -1,12 +1,14 @@
-// GPU tests of the Hopper kernel (issue 4). Every check compares the kernel with references
-// computed on the host from the same rounded inputs:
+// GPU tests of one GPU backend: the Hopper kernel (--backend=sm90) or the portable kernel
+// (--backend=sm80; on a Hopper GPU it runs as the fallback). Every check compares the kernel with
+// references computed on the host from the same rounded inputs:
 // - out / lse against a dense fp64 attention restricted to the tiles the call visits (the read
 //   mask, must_do / must_skip, dense query tiles), bf16/fp16 rel L2 <= 1e-2, lse abs <= 1e-3;
 // - the written mask against an fp64 recomputation of the votes (tests/cpp/reference_helpers)
 //   and against the CPU reference backend run on the same read mask, both up to bits whose
 //   decision margin is below 1e-3 (method.md section 8);
 // - kept counts, poisoned outputs, determinism, bad inputs.
-// Without a GPU the program prints "skipped: no GPU" and exits with 77 (ctest SKIP_RETURN_CODE).
+// Without a GPU that runs the backend the program prints "skipped: ..." and exits with 77
+// (ctest SKIP_RETURN_CODE).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -68,9 +70,13 @@ struct DeviceBuffer {
 
 constexpr liteattn::Device kGpu{liteattn::DeviceKind::cuda, 0};
 
+// The backend under test (main() sets it from --backend); every GPU call names it explicitly.
+liteattn::Backend g_backend = liteattn::Backend::sm90;
+bool testing_hopper() { return g_backend == liteattn::Backend::sm90; }
+
 // A device copy of a host tensor with the same strides, starting `offset` bytes into the buffer
-// (an offset that is not a multiple of 16 gives a tensor the Hopper kernel cannot read or write
-// in 16-byte chunks).
+// (an offset that is not a multiple of 16 gives a tensor the kernels cannot read or write in
+// 16-byte chunks).
 TensorView upload(const HostTensor& t, DeviceBuffer& buffer, std::size_t offset = 0) {
   buffer = DeviceBuffer(offset + t.bytes().size());
   TensorView v = t.view();
@@ -90,6 +96,7 @@ struct DeviceProblem {
   DeviceBuffer q, k, v, out, lse;
   AttentionArgs args;
   DeviceProblem(const Problem& p, bool with_lse) : args(p.args(with_lse)) {
+    args.backend = g_backend;
     args.q = upload(p.q, q);
     args.k = upload(p.k, k);
     args.v = upload(p.v, v);
@@ -116,6 +123,9 @@ struct Config {
   double locality = 0.0;
   std::vector<TokenRange> must_do, must_skip, dense_queries;
   std::uint64_t seed = 1;
+  // Odd steps run on the Hopper kernel instead of the backend under test: a state written by one
+  // kernel must be read correctly by the other (same tile shapes, method.md section 1).
+  bool alternate_with_hopper = false;
   // Applied to the random inputs last (non-finite values); empty = none.
   std::function<void(Problem&)> corrupt;
 
@@ -244,7 +254,7 @@ std::vector<std::string> run_config(const Config& cfg) {
     p.add_locality(std::min(cfg.locality, cap));
   }
   if (cfg.corrupt) cfg.corrupt(p);
-  const liteattn::TileShape tile = liteattn::tile_shape(liteattn::Backend::sm90, cfg.D, cfg.dtype);
+  const liteattn::TileShape tile = liteattn::tile_shape(g_backend, cfg.D, cfg.dtype);
   const double scale = default_scale(cfg.D);
   const MaskGeometry g(cfg.B, cfg.H, cfg.Lq, cfg.Lk, tile);
 
@@ -287,6 +297,7 @@ std::vector<std::string> run_config(const Config& cfg) {
   gargs.lse = p.lse.view();
   gargs.lse.data = dlse.ptr;
   gargs.lse.device = kGpu;
+  gargs.backend = g_backend;
   gargs.skip.enabled = true;
   gargs.skip.threshold = cfg.threshold;
   gargs.skip.criterion = cfg.criterion;
@@ -324,6 +335,7 @@ std::vector<std::string> run_config(const Config& cfg) {
     CUDA_OK(cudaMemset(dlse.ptr, 0xff, dlse.bytes));
     try {
       AttentionArgs with_totals = gargs;  // gstate is prepared for this key (above)
+      if (cfg.alternate_with_hopper && step % 2 == 1) with_totals.backend = liteattn::Backend::sm90;
       with_totals.state = gstate.view();
       with_totals.state.cumulative = static_cast<std::int64_t*>(dcumulative.ptr);
       liteattn::attention(with_totals);
@@ -385,13 +397,17 @@ std::vector<std::string> run_config(const Config& cfg) {
              ", expected " + std::to_string(visited));
     }
 
-    // Every CTA takes work tiles from the call's counter until it gets one past the end, so the
-    // counter ends at exactly the number of work tiles (with the kept counts above and the
-    // outputs, this shows each work tile ran once).
-    std::uint32_t work_counter = 0;
-    CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + cfg.B * cfg.H, 4, cudaMemcpyDeviceToHost));
-    if (i64(work_counter) != cfg.B * cfg.H * g.nq)
-      fail(at + "work-tile counter ends at " + std::to_string(work_counter) + ", expected " + std::to_string(cfg.B * cfg.H * g.nq));
+    // The Hopper kernel's CTAs take work tiles from the call's counter until they get one past
+    // the end, so the counter ends at exactly the number of work tiles (with the kept counts
+    // above and the outputs, this shows each work tile ran once). The portable kernel runs one
+    // CTA per work tile and has no counter.
+    if (testing_hopper() || (cfg.alternate_with_hopper && step % 2 == 1)) {
+      std::uint32_t work_counter = 0;
+      CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + cfg.B * cfg.H, 4, cudaMemcpyDeviceToHost));
+      if (i64(work_counter) != cfg.B * cfg.H * g.nq)
+        fail(at + "work-tile counter ends at " + std::to_string(work_counter) + ", expected " +
+             std::to_string(cfg.B * cfg.H * g.nq));
+    }
 
     // The CPU reference backend on the same read state writes the same mask (up to margins).
     load_cpu_state(cstate, read, stored);
@@ -482,9 +498,8 @@ std::vector<Config> make_configs(int count, std::uint64_t seed) {
   return configs;
 }
 
-bool have_gpu() { return liteattn::cuda_device_count() > 0 && liteattn::cuda_device_capability(0) == 90; }
 
-TEST(Sm90, RandomConfigurationsMatchReferences) {
+TEST(GpuBackend, RandomConfigurationsMatchReferences) {
   const auto configs = make_configs(96, 20261127);
   std::vector<std::vector<std::string>> results(configs.size());
   std::atomic<std::size_t> next{0};
@@ -512,7 +527,7 @@ TEST(Sm90, RandomConfigurationsMatchReferences) {
 
 // A few small configurations, single-threaded: the case that scripts/gpu_check.sh runs under
 // compute-sanitizer (memcheck, racecheck).
-TEST(Sm90, Small) {
+TEST(GpuBackend, Small) {
   std::vector<Config> configs;
   for (int variant = 0; variant < 4; ++variant) {
     Config c;
@@ -536,7 +551,33 @@ TEST(Sm90, Small) {
     for (const auto& f : run_config(c)) ADD_FAILURE() << f;
 }
 
-TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
+// The portable kernel continues a trajectory the Hopper kernel started and vice versa: every
+// step is checked against the references on the state the other kernel wrote.
+TEST(GpuBackend, StateCarriesAcrossBackends) {
+  const auto available = liteattn::available_backends();
+  if (testing_hopper() || std::find(available.begin(), available.end(), liteattn::Backend::sm90) == available.end())
+    GTEST_SKIP() << "needs the portable kernel under test on a Hopper GPU";
+  for (int variant = 0; variant < 4; ++variant) {
+    Config c;
+    c.id = 3000 + variant;
+    c.Lq = 700;
+    c.Lk = 900;
+    c.H = 2;
+    c.Hkv = 2;
+    c.D = variant % 2 ? 64 : 128;
+    c.dtype = variant < 2 ? DType::bf16 : DType::f16;
+    c.threshold = -4.0f;
+    c.locality = 0.1;
+    c.order = VisitOrder::alternate;
+    c.criterion = variant == 3 ? Criterion::previous : Criterion::running;
+    c.steps = 4;
+    c.seed = 300 + variant;
+    c.alternate_with_hopper = true;
+    for (const auto& f : run_config(c)) ADD_FAILURE() << f;
+  }
+}
+
+TEST(GpuBackend, DenseMatchesReferenceAndLeavesNoStateTouched) {
   for (i64 D : {64, 128})
     for (DType dtype : {DType::bf16, DType::f16}) {
       Problem p(2, 1000, 777, 4, 2, D, dtype);
@@ -551,7 +592,7 @@ TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
       download(p.out, d.out);
       std::vector<float> lse(std::size_t(2 * 4 * 1000));
       CUDA_OK(cudaMemcpy(lse.data(), d.lse.ptr, d.lse.bytes, cudaMemcpyDeviceToHost));
-      const auto tile = liteattn::tile_shape(liteattn::Backend::sm90, D, dtype);
+      const auto tile = liteattn::tile_shape(g_backend, D, dtype);
       const Reference ref =
           reference_attention(p, default_scale(D), tile, [&](i64, i64, i64, i64 j) { return (j + 1) * tile.n > 300; });
       EXPECT_LE(rel_l2_out(p.out, ref), kOutTolerance) << "D=" << D;
@@ -559,7 +600,7 @@ TEST(Sm90, DenseMatchesReferenceAndLeavesNoStateTouched) {
     }
 }
 
-TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
+TEST(GpuBackend, AllSkippedRowsGiveZeroAndMinusInf) {
   Problem p(1, 300, 500, 2, 2, 128, DType::bf16);
   p.randomize(3);
   DeviceProblem d(p, true);
@@ -587,10 +628,10 @@ TEST(Sm90, AllSkippedRowsGiveZeroAndMinusInf) {
 // NaN; a key tile whose scores are all -inf adds nothing, also when a row visits it first (the
 // alternate order's ascending calls visit must_do tile 0 first). Output, lse, written masks and
 // stored maxima must follow the fp64 and CPU references over consecutive calls.
-TEST(Sm90, NonFiniteScoresFollowTheReferences) {
+TEST(GpuBackend, NonFiniteScoresFollowTheReferences) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
-  const i64 bn = liteattn::tile_shape(liteattn::Backend::sm90, 128, DType::bf16).n;
+  const i64 bn = liteattn::tile_shape(g_backend, 128, DType::bf16).n;
   auto corrupt = [=](Problem& p) {
     p.k.set(0, bn + 2, 0, 5, nan);  // head 0: NaN scores in key tile 1 for every row
     // Head 1: every query has dim 2 > 0 and every key of tile 0 has dim 2 = -inf: scores -inf.
@@ -619,7 +660,7 @@ TEST(Sm90, NonFiniteScoresFollowTheReferences) {
     }
 }
 
-TEST(Sm90, Deterministic) {
+TEST(GpuBackend, Deterministic) {
   Problem p(1, 4097, 4097, 2, 1, 128, DType::bf16);
   p.randomize(11);
   p.add_locality(0.1);
@@ -647,7 +688,7 @@ TEST(Sm90, Deterministic) {
 
 // A call captured in a CUDA graph on a non-default stream and replayed equals direct calls:
 // no allocation, sync or default-stream work inside, and the buffer swap lives in device memory.
-TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
+TEST(GpuBackend, CudaGraphReplayMatchesDirectCalls) {
   Problem p(1, 1000, 1000, 2, 2, 128, DType::bf16);
   p.randomize(21);
   p.add_locality(0.002);
@@ -693,7 +734,7 @@ TEST(Sm90, CudaGraphReplayMatchesDirectCalls) {
   cudaStreamDestroy(stream);
 }
 
-TEST(Sm90, BadInputsGiveClearErrors) {
+TEST(GpuBackend, BadInputsGiveClearErrors) {
   Problem p(1, 256, 256, 2, 2, 128, DType::bf16);
   p.randomize(5);
   DeviceProblem d(p, false);
@@ -739,17 +780,23 @@ TEST(Sm90, BadInputsGiveClearErrors) {
   }
   {
     AttentionArgs a = good;
+    a.backend = liteattn::Backend::cpu;
+    expect_argument_error(a, "backend", "the CPU reference for GPU tensors");
+  }
+  {
+    AttentionArgs a = good;
     a.q.stride[2] = 100;  // 200 bytes: not a multiple of 16
-    expect_argument_error(a, "q", "stride not TMA-aligned");
+    expect_argument_error(a, "q", "stride not a multiple of 16 bytes");
   }
   {
     AttentionArgs a = good;
     a.q.data = static_cast<std::uint8_t*>(a.q.data) + 2;
     expect_argument_error(a, "q", "misaligned base");
   }
-  {
-    // More key tiles than the kernel's shared-memory lists hold: a clear UnsupportedError
-    // before anything is read (the views' memory is never touched).
+  if (testing_hopper()) {
+    // More key tiles than the Hopper kernel's shared-memory lists hold: a clear UnsupportedError
+    // before anything is read (the views' memory is never touched). The portable kernel reads
+    // the mask from global memory and has no such limit.
     AttentionArgs a = good;
     a.k.shape[1] = a.v.shape[1] = 600000;
     a.k.stride[0] = a.v.stride[0] = 600000 * a.k.stride[1];
@@ -779,11 +826,24 @@ TEST(Sm90, BadInputsGiveClearErrors) {
 
 }  // namespace
 
+// --backend=sm90 (default) or --backend=sm80. Exits 77 ("skipped") where no GPU runs it.
 int main(int argc, char** argv) {
-  if (!have_gpu()) {
-    std::printf("skipped: no GPU (the sm_90 tests need an H100/H200)\n");
+  ::testing::InitGoogleTest(&argc, argv);  // removes the gtest flags
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--backend=sm90") g_backend = liteattn::Backend::sm90;
+    else if (arg == "--backend=sm80") g_backend = liteattn::Backend::sm80;
+    else {
+      std::fprintf(stderr, "unknown argument %s (expected --backend=sm90 or --backend=sm80)\n", arg.c_str());
+      return 2;
+    }
+  }
+  const auto available = liteattn::available_backends();
+  if (std::find(available.begin(), available.end(), g_backend) == available.end()) {
+    std::printf("skipped: no GPU for backend %s (sm90 needs an H100/H200, sm80 any GPU of compute capability 8.0+)\n",
+                std::string(liteattn::to_string(g_backend)).c_str());
     return 77;
   }
-  ::testing::InitGoogleTest(&argc, argv);
+  std::printf("backend under test: %s\n", std::string(liteattn::to_string(g_backend)).c_str());
   return RUN_ALL_TESTS();
 }

@@ -1,0 +1,40 @@
+// Scalar device helpers shared by the CUDA kernels: exp2, a NaN-propagating max, and packing
+// two floats into one register of 16-bit pairs (the MMA operand format).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace liteattn::cuda {
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+
+// max that returns NaN when either input is NaN (PTX max.NaN, one FMNMX like fmaxf). fmaxf drops
+// NaN; with this a NaN score makes the tile's and then the row's running max NaN, as in the CPU
+// reference, so the row votes keep for the rest of the call (method.md section 3).
+__device__ __forceinline__ float max_nan(float a, float b) {
+  float y;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(y) : "f"(a), "f"(b));
+  return y;
+}
+
+// Two floats rounded to nearest and packed low-first: the register format of MMA operands.
+__device__ __forceinline__ std::uint32_t pack_bf16x2(float a, float b) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  return reinterpret_cast<std::uint32_t&>(v);
+}
+
+__device__ __forceinline__ std::uint32_t pack_f16x2(float a, float b) {
+  __half2 v = __floats2half2_rn(a, b);
+  return reinterpret_cast<std::uint32_t&>(v);
+}
+
+}  // namespace liteattn::cuda

@@ -1,0 +1,36 @@
+// The tensor rules shared by the CUDA kernels' argument checks.
+#include "cuda/operand_rules.hpp"
+
+#include <cstdint>
+
+#include "liteattn/error.hpp"
+
+namespace liteattn::cuda {
+
+std::string chunk_load_violation(const TensorView& t, const std::string& kernel) {
+  const auto element = static_cast<std::int64_t>(dtype_size(t.dtype));
+  if (reinterpret_cast<std::uintptr_t>(t.data) % 16 != 0)
+    return "the " + kernel + " needs a 16-byte aligned base address";
+  for (int d = 0; d < 3; ++d) {
+    if (t.shape[d] == 1) continue;
+    if ((t.stride[d] * element) % 16 != 0)
+      return "the " + kernel + " needs strides that are multiples of 16 bytes; dimension " + std::to_string(d) +
+             " has stride " + std::to_string(t.stride[d]) + " elements";
+  }
+  return {};
+}
+
+void check_32_bit_indexing(const AttentionArgs& args, TileShape tile, const std::string& kernel) {
+  const std::int64_t len_q = args.q.shape[1], len_k = args.k.shape[1];
+  if (len_q >= (std::int64_t(1) << 31) || len_k >= (std::int64_t(1) << 31) ||
+      args.q.shape[0] * args.q.shape[2] * ceil_div(len_q, tile.m) >= (std::int64_t(1) << 31))
+    throw UnsupportedError("the " + kernel + " indexes sequences and work tiles with 32-bit integers");
+}
+
+void check_pair_stores(const TensorView& out, const std::string& kernel) {
+  if (reinterpret_cast<std::uintptr_t>(out.data) % 4 != 0 || out.stride[0] % 2 != 0 || out.stride[1] % 2 != 0 ||
+      out.stride[2] % 2 != 0)
+    throw ArgumentError("out", "the " + kernel + " needs a 4-byte aligned base address and even strides");
+}
+
+}  // namespace liteattn::cuda
