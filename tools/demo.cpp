@@ -87,7 +87,7 @@ int run_demo(const std::vector<std::string>& raw) {
 
   const bool tty = isatty(fileno(stdout));
   std::printf("liteattn demo: %s on %s, %d x %d x %d tokens (%lld), %lld heads, head dim %lld, %s, %d steps, %s criterion, %s order\n",
-              default_backend_name(device), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
+              default_backend_name(device).c_str(), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
               (long long)D, std::string(to_string(dtype)).c_str(), w.steps, std::string(to_string(skip.criterion)).c_str(),
               std::string(to_string(skip.order)).c_str());
   std::printf("(synthetic video workload, not a real model)\n");

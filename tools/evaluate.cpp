@@ -178,7 +178,7 @@ int run_evaluate(const std::vector<std::string>& raw) {
   const TileShape tile = state_key(args).tile;
   std::printf("liteattn evaluate: %s on %s, %d x %d x %d tokens (%lld), %lld heads, head dim %lld, %s, tile %dx%d, %d steps, "
               "%zu configurations\n",
-              default_backend_name(device), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
+              default_backend_name(device).c_str(), device_name(device).c_str(), w.frames, w.height, w.width, (long long)L, (long long)H,
               (long long)D, std::string(to_string(dtype)).c_str(), tile.m, tile.n, w.steps, configs.size());
   std::printf("(synthetic video workload, not a real model)\n");
   const bool tty = isatty(fileno(stderr));

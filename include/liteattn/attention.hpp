@@ -50,7 +50,8 @@ struct AttentionArgs {
   void* stream = nullptr;  // cudaStream_t for CUDA tensors; nullptr = the legacy default stream
 
   // The backend to run; unset = by the tensors' device: the CPU reference for CPU tensors, the
-  // Hopper kernel on compute capability 9.0, the portable kernel on other GPUs of 8.0 and newer.
+  // Hopper kernel on compute capability 9.0 (the portable kernel where a shape exceeds its limits,
+  // e.g. more than 2048 key tiles), the portable kernel on other GPUs of 8.0 and newer.
   // A backend that cannot serve the tensors' device is an ArgumentError naming `backend`.
   std::optional<Backend> backend;
 

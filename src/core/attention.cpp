@@ -68,7 +68,7 @@ Backend select_backend(const AttentionArgs& args) {
     throw ArgumentError("backend", "the portable kernel 'sm80' needs compute capability 8.0 or newer, this GPU has " +
                                        capability_string(capability));
   if (args.backend) return *args.backend;
-  if (hopper) return Backend::sm90;
+  if (hopper) return sm90_serves_shape(args) ? Backend::sm90 : Backend::sm80;
   if (portable) return Backend::sm80;
   throw UnsupportedError("no liteattn kernel for this GPU (compute capability " + capability_string(capability) +
                          "): the kernels need 8.0 or newer");

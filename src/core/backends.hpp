@@ -17,6 +17,9 @@ void run_sm90(const AttentionArgs& args, const CallPlan& plan);
 // What only the Hopper kernel requires (TMA alignment, sequence limits); validate() calls it for
 // CUDA tensors, before any state is prepared, so a rejected call changes nothing.
 void check_sm90_args(const AttentionArgs& args);
+// Whether the Hopper kernel's size limits admit these tensors (key tiles in its shared-memory
+// lists, TMA strides below 2^40 bytes); where not, Hopper GPUs fall back to the portable kernel.
+bool sm90_serves_shape(const AttentionArgs& args);
 // src/sm80: the portable kernel (sm_80 and newer), same contract and tile shapes.
 void run_sm80(const AttentionArgs& args, const CallPlan& plan);
 // What only the portable kernel requires (16-byte aligned rows, 32-bit indexing).

@@ -80,14 +80,15 @@ class QueryTileRunner {
       ++computed;
     }
 
-    // Epilogue: normalize, write out and lse; rows that saw no tile get out 0 and lse -inf.
+    // Epilogue: normalize, write out and lse; rows that saw no tile get out 0 and lse -inf. A row
+    // whose sum is NaN (NaN scores) gets NaN in both, as in the GPU kernels.
     for (std::int64_t r = 0; r < rows; ++r) {
       const float l = w.row_sum[r];
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      const float inv = l == 0.0f ? 0.0f : 1.0f / l;
       const std::int64_t o = offset_blh(args_.out, b, row0 + r, h);
       for (std::int64_t d = 0; d < D; ++d) store_element(args_.out, o + d, w.acc[r * D + d] * inv);
       if (args_.lse.defined()) {
-        const float lse = l > 0.0f ? w.row_max[r] * p.scale + std::log(l) : kNegInf;
+        const float lse = l == 0.0f ? kNegInf : w.row_max[r] * p.scale + std::log(l);
         args_.lse.ptr<float>()[(b * p.heads + h) * p.len_q + row0 + r] = lse;
       }
     }

@@ -16,7 +16,7 @@ std::string chunk_load_violation(const TensorView& t, const std::string& kernel)
 // Both kernels index sequences and work tiles with 32-bit integers.
 void check_32_bit_indexing(const AttentionArgs& args, TileShape tile, const std::string& kernel);
 
-// out written from registers two elements (4 bytes) at a time.
+// out written from registers two elements (4 bytes) at a time (size-1 dimensions exempt).
 void check_pair_stores(const TensorView& out, const std::string& kernel);
 
 }  // namespace liteattn::cuda

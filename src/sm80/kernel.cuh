@@ -27,6 +27,7 @@
 #include "core/plan.hpp"
 #include "core/skip_policy.hpp"
 #include "cuda/device_math.cuh"
+#include "cuda/skip_state_pointers.hpp"
 #include "sm80/warp_primitives.cuh"
 #include "sm90/tile_config.hpp"
 
@@ -66,12 +67,7 @@ struct Params {
   Strides q_strides, k_strides, v_strides, out_strides;
   float* lse = nullptr;  // optional, (B, H, Lq) contiguous
   std::int32_t len_q = 0, len_k = 0, heads = 0, group = 1;  // group = H / Hkv
-  // The skip state (skipping calls only).
-  std::uint32_t* mask = nullptr;
-  std::uint32_t* row_visits = nullptr;
-  float* row_max = nullptr;  // the `previous` criterion's stored maxima
-  std::uint32_t* kept = nullptr;
-  unsigned long long* cumulative = nullptr;
+  cuda::SkipStatePointers state;  // skipping calls only
 };
 
 // Offset (elements) of 16-byte chunk `chunk` of row `row` in a swizzled [rows][kHeadDim] tile.
@@ -140,9 +136,9 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
   std::uint32_t* write_row = nullptr;
   if (skipping) {
     const std::int64_t state_rows = plan.batch * plan.heads * plan.q_tiles;
-    visits = params.row_visits[state_row];
-    read_row = params.mask + ((visits & 1u) * state_rows + state_row) * plan.words;
-    write_row = params.mask + ((1u - (visits & 1u)) * state_rows + state_row) * plan.words;
+    visits = params.state.row_visits[state_row];
+    read_row = params.state.mask + ((visits & 1u) * state_rows + state_row) * plan.words;
+    write_row = params.state.mask + ((1u - (visits & 1u)) * state_rows + state_row) * plan.words;
     // Tiles this call does not visit are written 0; thread 0 sets the kept ones after barriers.
     for (std::int64_t word = threadIdx.x; word < plan.words; word += Config::kThreads) write_row[word] = 0u;
   }
@@ -160,7 +156,7 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     stored_max[r] = __int_as_float(0x7fc00000);  // NaN: none stored
     // Read before the first barrier below: this thread's quad writes these rows at the end.
     if (skipping && previous_criterion && row_valid[r])
-      stored_max[r] = params.row_max[std::int64_t(bh) * params.len_q + global_row[r]];
+      stored_max[r] = params.state.row_max[std::int64_t(bh) * params.len_q + global_row[r]];
     running_reference[r] = uses_running_reference(plan.criterion, stored_max[r]);
     row_max[r] = neg_inf();
     row_sum[r] = 0.f;
@@ -348,16 +344,14 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
       if (params.lse != nullptr)
         params.lse[std::int64_t(bh) * params.len_q + global_row[r]] =
             sum == 0.f ? neg_inf() : row_max[r] * plan.scale + logf(sum);
-      if (skipping && previous_criterion) params.row_max[std::int64_t(bh) * params.len_q + global_row[r]] = row_max[r];
+      if (skipping && previous_criterion) params.state.row_max[std::int64_t(bh) * params.len_q + global_row[r]] = row_max[r];
     }
   }
-  if (skipping) {
-    __syncthreads();  // every thread has read the call counter
-    if (threadIdx.x == 0) {
-      params.row_visits[state_row] = visits + 1;
-      atomicAdd(&params.kept[bh], std::uint32_t(visited));
-      if (params.cumulative != nullptr) atomicAdd(&params.cumulative[bh], static_cast<unsigned long long>(visited));
-    }
+  // Every thread read the call counter before the barrier after the Q load.
+  if (skipping && threadIdx.x == 0) {
+    params.state.row_visits[state_row] = visits + 1;
+    atomicAdd(&params.state.kept[bh], std::uint32_t(visited));
+    if (params.state.cumulative != nullptr) atomicAdd(&params.state.cumulative[bh], static_cast<unsigned long long>(visited));
   }
 }
 

@@ -32,13 +32,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan) {
   params.len_k = std::int32_t(plan.len_k);
   params.heads = std::int32_t(plan.heads);
   params.group = std::int32_t(plan.heads / plan.kv_heads);
-  if (plan.skipping) {
-    params.mask = args.state.mask;
-    params.row_visits = args.state.row_visits;
-    params.row_max = args.state.row_max;
-    params.kept = args.state.kept;
-    params.cumulative = reinterpret_cast<unsigned long long*>(args.state.cumulative);
-  }
+  if (plan.skipping) params.state = cuda::SkipStatePointers::of(args.state);
 
   auto kernel = attention_fwd_kernel<Config>;
   static std::atomic<bool> shared_memory_raised[64] = {};

@@ -67,7 +67,7 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
       row_valid[r] = global_row[r] < params.len_q;
       stored_max[r] = __int_as_float(0x7fc00000);  // NaN: none stored
       if (skipping && previous_criterion && row_valid[r])
-        stored_max[r] = params.row_max[int64_t(w.bh) * params.len_q + global_row[r]];
+        stored_max[r] = params.state.row_max[int64_t(w.bh) * params.len_q + global_row[r]];
       running_ref[r] = uses_running_reference(plan.criterion, stored_max[r]);
     }
     float row_max[2] = {neg_inf(), neg_inf()};
@@ -235,7 +235,7 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
           params.lse[w.b * params.lse_stride_b + w.h * params.lse_stride_h + global_row[r] * params.lse_stride_l] = lse;
         }
         if (skipping && previous_criterion)
-          params.row_max[int64_t(w.bh) * params.len_q + global_row[r]] = row_max[r];
+          params.state.row_max[int64_t(w.bh) * params.len_q + global_row[r]] = row_max[r];
       }
     }
     // Row r's pair of O values in key-column block nb, normalized and packed for out.

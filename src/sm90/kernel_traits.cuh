@@ -22,6 +22,7 @@
 
 #include "core/plan.hpp"
 #include "core/skip_policy.hpp"
+#include "cuda/skip_state_pointers.hpp"
 #include "sm90/tile_config.hpp"
 
 namespace liteattn::sm90 {
@@ -159,12 +160,7 @@ struct Params {
   int64_t out_stride_b, out_stride_l, out_stride_h;
   float* lse;  // may be null
   int64_t lse_stride_b, lse_stride_h, lse_stride_l;
-  // Skip state (only touched when plan.skipping).
-  uint32_t* mask;
-  uint32_t* row_visits;
-  float* row_max;  // criterion previous only
-  uint32_t* kept;
-  unsigned long long* cumulative;  // optional running totals of the kept counts (null: none)
+  cuda::SkipStatePointers state;  // only touched when plan.skipping
   // Skipping calls hand out work tiles dynamically: each CTA takes its next one from this per-call
   // counter (the word after the kept counts, zeroed before the launch). Null: static round robin.
   uint32_t* work_counter;

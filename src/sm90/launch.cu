@@ -43,6 +43,15 @@ TensorView tma_view(const TensorView& t) {
 
 }  // namespace
 
+bool sm90_serves_shape(const AttentionArgs& args) {
+  const TileShape tile = sm90::tile_shape_for_head_dim(args.q.shape[3]);
+  if (ceil_div(args.k.shape[1], tile.n) > std::int64_t(sm90::kMaxMaskWords) * 32) return false;
+  for (const TensorView* t : {&args.q, &args.k, &args.v})
+    for (int d = 0; d < 3; ++d)
+      if (t->shape[d] != 1 && t->stride[d] * std::int64_t(dtype_size(t->dtype)) >= (std::int64_t(1) << 40)) return false;
+  return true;
+}
+
 void check_sm90_args(const AttentionArgs& args) {
   const std::int64_t head_dim = args.q.shape[3], len_k = args.k.shape[1];
   const TileShape tile = sm90::tile_shape_for_head_dim(head_dim);

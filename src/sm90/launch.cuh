@@ -67,11 +67,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     params.lse_stride_l = args.lse.stride[2];
   }
   if (plan.skipping) {
-    params.mask = args.state.mask;
-    params.row_visits = args.state.row_visits;
-    params.row_max = args.state.row_max;
-    params.kept = args.state.kept;
-    params.cumulative = reinterpret_cast<unsigned long long*>(args.state.cumulative);
+    params.state = cuda::SkipStatePointers::of(args.state);
     // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter.
     params.work_counter = args.state.kept + plan.batch * plan.heads;
   }

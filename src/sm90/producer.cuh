@@ -24,8 +24,8 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
     uint32_t visits = 0;
     if (skipping) {
       // The row's call counter, then the whole read row in one round trip.
-      visits = params.row_visits[row];
-      const uint32_t* read_row = params.mask + ((visits & 1u) * state_rows + row) * words;
+      visits = params.state.row_visits[row];
+      const uint32_t* read_row = params.state.mask + ((visits & 1u) * state_rows + row) * words;
       for (int32_t word = lane; word < words; word += kWarp) {
         shared.read_mask[slot][word] = read_row[word];
         shared.votes[slot][word] = 0u;
@@ -55,8 +55,8 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
       shared.visit_count[slot] = count;
       shared.dense_row[slot] = policy.dense();
       if (skipping) {
-        atomicAdd(&params.kept[w.bh], uint32_t(count));
-        if (params.cumulative != nullptr) atomicAdd(&params.cumulative[w.bh], static_cast<unsigned long long>(count));
+        atomicAdd(&params.state.kept[w.bh], uint32_t(count));
+        if (params.state.cumulative != nullptr) atomicAdd(&params.state.cumulative[w.bh], static_cast<unsigned long long>(count));
       }
     }
     cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
@@ -87,9 +87,9 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
       if (QueryTilePolicy::writes_keep(plan, dense_row, tile, voted)) atomicOr(&new_row[tile >> 5], 1u << (tile & 31));
     }
     __syncwarp();
-    uint32_t* write_row = params.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
+    uint32_t* write_row = params.state.mask + ((1u - (visits & 1u)) * state_rows + row) * words;
     for (int32_t word = lane; word < words; word += kWarp) write_row[word] = new_row[word];
-    if (lane == 0) params.row_visits[row] = visits + 1;
+    if (lane == 0) params.state.row_visits[row] = visits + 1;
     __syncwarp();  // every lane is done with the slot before the next fill overwrites it
   };
 

@@ -297,5 +297,8 @@ TEST(Validation, KernelRulesRejectMisalignedViews) {
   long_keys.k.stride[0] = long_keys.v.stride[0] = 600000 * long_keys.k.stride[1];
   EXPECT_THROW(liteattn::check_sm90_args(long_keys), liteattn::UnsupportedError);
   EXPECT_NO_THROW(liteattn::check_sm80_args(long_keys));
+  // Which is why a Hopper GPU falls back to the portable kernel for such shapes.
+  EXPECT_TRUE(liteattn::sm90_serves_shape(a));
+  EXPECT_FALSE(liteattn::sm90_serves_shape(long_keys));
 }
 #endif

@@ -126,6 +126,8 @@ struct Config {
   // Odd steps run on the Hopper kernel instead of the backend under test: a state written by one
   // kernel must be read correctly by the other (same tile shapes, method.md section 1).
   bool alternate_with_hopper = false;
+  // Leave the backend unset, as users do: the library picks it by the GPU and the shape.
+  bool automatic_backend = false;
   // Applied to the random inputs last (non-finite values); empty = none.
   std::function<void(Problem&)> corrupt;
 
@@ -297,7 +299,7 @@ std::vector<std::string> run_config(const Config& cfg) {
   gargs.lse = p.lse.view();
   gargs.lse.data = dlse.ptr;
   gargs.lse.device = kGpu;
-  gargs.backend = g_backend;
+  if (!cfg.automatic_backend) gargs.backend = g_backend;
   gargs.skip.enabled = true;
   gargs.skip.threshold = cfg.threshold;
   gargs.skip.criterion = cfg.criterion;
@@ -333,9 +335,10 @@ std::vector<std::string> run_config(const Config& cfg) {
     // Poison the outputs: every element the kernel must write starts as NaN.
     CUDA_OK(cudaMemset(dout.ptr, 0xff, dout.bytes));
     CUDA_OK(cudaMemset(dlse.ptr, 0xff, dlse.bytes));
+    AttentionArgs with_totals = gargs;  // gstate is prepared for this key (above)
+    if (cfg.alternate_with_hopper && step % 2 == 1) with_totals.backend = liteattn::Backend::sm90;
+    const liteattn::Backend served = liteattn::select_backend(with_totals);
     try {
-      AttentionArgs with_totals = gargs;  // gstate is prepared for this key (above)
-      if (cfg.alternate_with_hopper && step % 2 == 1) with_totals.backend = liteattn::Backend::sm90;
       with_totals.state = gstate.view();
       with_totals.state.cumulative = static_cast<std::int64_t*>(dcumulative.ptr);
       liteattn::attention(with_totals);
@@ -401,7 +404,7 @@ std::vector<std::string> run_config(const Config& cfg) {
     // the end, so the counter ends at exactly the number of work tiles (with the kept counts
     // above and the outputs, this shows each work tile ran once). The portable kernel runs one
     // CTA per work tile and has no counter.
-    if (testing_hopper() || (cfg.alternate_with_hopper && step % 2 == 1)) {
+    if (served == liteattn::Backend::sm90) {
       std::uint32_t work_counter = 0;
       CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + cfg.B * cfg.H, 4, cudaMemcpyDeviceToHost));
       if (i64(work_counter) != cfg.B * cfg.H * g.nq)
@@ -575,6 +578,24 @@ TEST(GpuBackend, StateCarriesAcrossBackends) {
     c.alternate_with_hopper = true;
     for (const auto& f : run_config(c)) ADD_FAILURE() << f;
   }
+}
+
+// On a Hopper GPU, a shape beyond the Hopper kernel's limits (more than 2048 key tiles) runs on
+// the portable kernel when no backend is named, with the same contract and state.
+TEST(GpuBackend, HopperFallsBackToThePortableKernelPastItsLimits) {
+  if (!testing_hopper()) GTEST_SKIP() << "the fallback is the Hopper GPU's automatic choice";
+  Config c;
+  c.id = 4000;
+  c.Lq = 40;
+  c.Lk = 270000;  // 2110 key tiles of 128 at D = 64
+  c.D = 64;
+  c.threshold = -4.0f;
+  c.locality = 0.1;
+  c.order = VisitOrder::alternate;
+  c.steps = 2;
+  c.seed = 41;
+  c.automatic_backend = true;
+  for (const auto& f : run_config(c)) ADD_FAILURE() << f;
 }
 
 TEST(GpuBackend, DenseMatchesReferenceAndLeavesNoStateTouched) {
