@@ -27,7 +27,10 @@ def cuda_available() -> bool:
 
 
 def available_backends():
-    """Backends this build and this machine can run, e.g. ['cpu', 'sm90']."""
+    """Backends this build and this machine can run, e.g. ['cpu', 'sm90', 'sm80'] on a Hopper GPU
+    ('sm90': the Hopper kernel, compute capability 9.0 only; 'sm80': the portable kernel, 8.0 and
+    newer) or ['cpu', 'sm80'] on an Ampere or Ada GPU. Any of them (or 'auto') is a valid
+    ``backend=`` of LiteAttention and attention() for inputs on the device it serves."""
     return list(_ext.available_backends())
 
 

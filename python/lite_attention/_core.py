@@ -18,6 +18,10 @@ from ._ranges import Ranges
 
 CRITERIA = ("running", "previous")
 ORDERS = ("descending", "alternate", "diagonal_first")
+# "auto": by the tensors' device (the CPU reference for CPU tensors, sm90 on compute capability
+# 9.0 where the shape is within its limits, else sm80 on GPUs of 8.0 and newer); a named backend that cannot serve the device is a
+# ValueError naming `backend`, raised by the C++ core at the call.
+BACKENDS = ("auto", "cpu", "sm90", "sm80")
 _DTYPES = ("float32", "bfloat16", "float16")
 
 # Tile shape per (head dim, dtype), from the C++ core once at import, so that the state layout
@@ -408,6 +412,7 @@ class CallOptions:
     dense_queries: Ranges = field(default_factory=list)
     cpu_tile: Optional[Tuple[int, int]] = None
     cpu_threads: int = 0
+    backend: str = "auto"  # one of BACKENDS
 
 
 _TORCH_OPS = None
@@ -455,7 +460,8 @@ def run(lib: ArrayLib, q, k, v, state: Optional[SkipState], opts: CallOptions, e
         x = lib.export
         _ext.forward(x(q), x(k), x(v), x(out), None if lse is None else x(lse), None if use is None else use.handle(),
                      opts.scale, bool(enabled), float(threshold), opts.criterion, opts.order, opts.must_do,
-                     opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads, lib.stream(q), reset)
+                     opts.must_skip, opts.dense_queries, opts.cpu_tile, opts.cpu_threads, opts.backend, lib.stream(q),
+                     reset)
     if candidate is not None:
         state.adopt(candidate)
     return out, lse

@@ -2,9 +2,10 @@
 LiteAttention call as one opaque op (no graph break) and a call can be captured in a CUDA graph.
 
 Ops (namespace ``lite_attention``):
-  forward(q, k, v, mask!, row_visits!, row_max!, kept!, cumulative!, ...) -> (out, lse)
+  forward(q, k, v, mask!, row_visits!, row_max!, kept!, cumulative!, ..., backend="auto") -> (out, lse)
       The skip-state buffers are mutable arguments (the op writes them); out and lse are new
-      tensors. lse is (B, H, Lq) float32 when return_lse, else an empty (0,) tensor.
+      tensors. lse is (B, H, Lq) float32 when return_lse, else an empty (0,) tensor. backend:
+      "auto", "cpu", "sm90" or "sm80" (last, with a default, so calls without it keep working).
   reset_state(mask!, row_visits!, row_max!, kept!, ...) -> ()
 
 Each op has a CPU and a CUDA kernel (the same Python function calling the binding, on the
@@ -31,8 +32,8 @@ _FORWARD_SCHEMA = (
     "forward(Tensor q, Tensor k, Tensor v, Tensor(a!)? mask, Tensor(b!)? row_visits, Tensor(c!)? row_max, "
     "Tensor(d!)? kept, Tensor(e!)? cumulative, Tensor threshold, Tensor enabled, float? scale, str criterion, "
     "str order, int[] must_do, "
-    "int[] must_skip, int[] dense_queries, int[]? cpu_tile, int cpu_threads, bool reset, bool return_lse) "
-    "-> (Tensor, Tensor)"
+    "int[] must_skip, int[] dense_queries, int[]? cpu_tile, int cpu_threads, bool reset, bool return_lse, "
+    "str backend='auto') -> (Tensor, Tensor)"
 )
 _RESET_SCHEMA = (
     "reset_state(Tensor(a!) mask, Tensor(b!) row_visits, Tensor(c!)? row_max, Tensor(d!) kept, int[] q_shape, "
@@ -68,7 +69,7 @@ def _host_scalar(t, name: str):
 
 
 def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, order, must_do, must_skip,
-            dense_queries, cpu_tile, cpu_threads, reset: bool, return_lse: bool, call_layout=None):
+            dense_queries, cpu_tile, cpu_threads, backend: str, reset: bool, return_lse: bool, call_layout=None):
     """Allocates out (and lse when asked for) and runs the binding on q's device and current
     stream; state is the binding's StateBuffers or None; ranges are lists of (start, end) pairs;
     cpu_tile is a (rows, cols) tuple or None; call_layout (the binding's CallLayout of q, k, v and
@@ -77,7 +78,7 @@ def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, o
     out = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, Lq, H, D); 2 µs less than torch.empty
     lse = torch.empty((q.shape[0], q.shape[2], q.shape[1]), dtype=torch.float32, device=q.device) if return_lse else None
     options = (state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
-               cpu_threads, _stream(q), reset)
+               cpu_threads, backend, _stream(q), reset)
     # No device switch here: the C++ core makes the tensors' GPU current for its CUDA work.
     if call_layout is not None:
         _ext.forward_layout(call_layout, q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), _capsule(lse),
@@ -88,7 +89,7 @@ def _launch(q, k, v, state, threshold: float, enabled: bool, scale, criterion, o
 
 
 def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
-                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse, backend="auto"):
     cpu_tile = None if cpu_tile is None else tuple(cpu_tile)
     # The call's key (the op's state tensors are checked against it) and, as in eager calls, its
     # cached CallLayout, so the binding takes data pointers.
@@ -96,7 +97,7 @@ def _forward_impl(q, k, v, mask, row_visits, row_max, kept, cumulative, threshol
     state = None if mask is None else state_buffers(key, _capsule, mask, row_visits, row_max, kept, cumulative)
     out, lse = _launch(q, k, v, state, float(_host_scalar(threshold, "threshold")),
                        bool(_host_scalar(enabled, "enabled")), scale, criterion, order, pairs(must_do),
-                       pairs(must_skip), pairs(dense_queries), cpu_tile, cpu_threads, reset, return_lse,
+                       pairs(must_skip), pairs(dense_queries), cpu_tile, cpu_threads, backend, reset, return_lse,
                        call_layout)
     return out, (lse if lse is not None else torch.empty((0,), dtype=torch.float32, device=q.device))
 
@@ -112,7 +113,7 @@ def _runs_eagerly(q, k, v) -> bool:
 
 
 def _forward_fake(q, k, v, mask, row_visits, row_max, kept, cumulative, threshold, enabled, scale, criterion, order,
-                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse):
+                  must_do, must_skip, dense_queries, cpu_tile, cpu_threads, reset, return_lse, backend="auto"):
     B, Lq, H, D = q.shape
     out = q.new_empty((B, Lq, H, D))
     lse = q.new_empty((B, H, Lq) if return_lse else (0,), dtype=torch.float32)
@@ -191,7 +192,7 @@ def forward(q, k, v, state, opts, enabled, threshold, reset: bool, return_lse: b
         return _launch(q, k, v, None if state is None else state.handle(),
                        float(_host_scalar(threshold, "threshold")), bool(_host_scalar(enabled, "enabled")),
                        opts.scale, opts.criterion, opts.order, opts.must_do, opts.must_skip, opts.dense_queries,
-                       opts.cpu_tile, int(opts.cpu_threads), reset, return_lse, call_layout)
+                       opts.cpu_tile, int(opts.cpu_threads), opts.backend, reset, return_lse, call_layout)
     if state is not None:
         mask, row_visits, row_max, kept = state.buffers()
         cumulative = state.cumulative
@@ -201,7 +202,7 @@ def forward(q, k, v, state, opts, enabled, threshold, reset: bool, return_lse: b
         q, k, v, mask, row_visits, row_max, kept, cumulative, _scalar(threshold, torch.float32),
         _scalar(enabled, torch.bool), opts.scale, opts.criterion, opts.order, flatten(opts.must_do),
         flatten(opts.must_skip), flatten(opts.dense_queries), None if opts.cpu_tile is None else list(opts.cpu_tile),
-        int(opts.cpu_threads), reset, return_lse)
+        int(opts.cpu_threads), reset, return_lse, opts.backend)
 
 
 def reset(state) -> None:

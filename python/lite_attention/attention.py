@@ -5,7 +5,8 @@ import warnings
 from typing import Dict, Hashable, Optional, Tuple
 
 from ._arrays import lib_of, torch_lib
-from ._core import CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_call, check_option, check_scale, run
+from ._core import (BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_call, check_option, check_scale,
+                    run)
 from ._ranges import normalize_ranges
 from .schedule import ThresholdSchedule, check_threshold
 
@@ -35,6 +36,12 @@ class LiteAttention:
         auto_step: advance ``step`` by itself (see ``step``); False leaves it to the caller.
         cpu_tile: (rows, cols) tile shape of the CPU reference (default: the GPU kernel's).
         cpu_threads: CPU worker threads (0: all cores).
+        backend: 'auto' (default: by the inputs' device: the CPU reference for CPU arrays, 'sm90'
+            on compute capability 9.0 unless the shape exceeds its limits, else 'sm80' on GPUs of
+            8.0 and newer), or 'cpu', 'sm90'
+            (the Hopper kernel) or 'sm80' (the portable kernel; on Hopper a fallback). A backend
+            that cannot serve the inputs' device is a ValueError naming backend, at the call.
+            Skip states carry over between backends (they use the same tiles).
     Accepted for upstream compatibility and ignored: max_batch_size (states are sized per
     call), reverse_skip_list. use_int8=True warns and runs in the input dtype.
     """
@@ -43,7 +50,8 @@ class LiteAttention:
                  max_batch_size: Optional[int] = None, reverse_skip_list: Optional[bool] = None,
                  use_int8: bool = False, *, schedule: Optional[ThresholdSchedule] = None,
                  criterion: str = "running", order: str = "alternate", dense_queries=None,
-                 auto_step: bool = True, cpu_tile: Optional[Tuple[int, int]] = None, cpu_threads: int = 0):
+                 auto_step: bool = True, cpu_tile: Optional[Tuple[int, int]] = None, cpu_threads: int = 0,
+                 backend: str = "auto"):
         self._enabled = bool(enable_skipping)
         if schedule is not None:
             if not isinstance(schedule, ThresholdSchedule):
@@ -54,6 +62,7 @@ class LiteAttention:
                 check_threshold(DEFAULT_THRESHOLD if threshold is None else threshold))
         self.criterion = check_option(criterion, CRITERIA, "criterion")
         self.order = check_option(order, ORDERS, "order")
+        self.backend = check_option(backend, BACKENDS, "backend")
         self._dense_queries = dense_queries
         if cpu_tile is not None:
             if len(cpu_tile) != 2 or not all(isinstance(x, int) and 1 <= x <= 4096 for x in cpu_tile):
@@ -214,7 +223,8 @@ class LiteAttention:
         cacheable = (must_do_list is None and must_skip_list is None and dense_queries is None
                      and (scale is None or type(scale) is float))
         if cacheable:
-            cache_key = (len_q, len_k, scale, self.criterion, self.order, self.cpu_tile, self.cpu_threads)
+            cache_key = (len_q, len_k, scale, self.criterion, self.order, self.cpu_tile, self.cpu_threads,
+                         self.backend)
             opts = self._options_cache.get(cache_key)
             if opts is not None:
                 return opts
@@ -228,6 +238,7 @@ class LiteAttention:
                                            "dense_queries", "query seq_len"),
             cpu_tile=self.cpu_tile,
             cpu_threads=self.cpu_threads,
+            backend=self.backend,
         )
         for a, b in opts.must_do:
             for c, d in opts.must_skip:
@@ -241,7 +252,8 @@ class LiteAttention:
 
     def __repr__(self):
         return (f"{type(self).__name__}(enable_skipping={self._enabled}, schedule={self._schedule!r}, "
-                f"criterion={self.criterion!r}, order={self.order!r}, step={self.step}, branches={self.branches})")
+                f"criterion={self.criterion!r}, order={self.order!r}, backend={self.backend!r}, step={self.step}, "
+                f"branches={self.branches})")
 
 
 class _StepCounter:

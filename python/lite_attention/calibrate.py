@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 
 from ._arrays import lib_of
-from ._core import CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, run
+from ._core import BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, run
 from .schedule import ThresholdSchedule, check_threshold
 
 DEFAULT_CANDIDATES = (0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0, -10.0, -12.0, -15.0, -20.0, -30.0)
@@ -63,7 +63,7 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
               early_budget: Optional[float] = None, warmup_steps: int = 0,
               candidates: Sequence[float] = DEFAULT_CANDIDATES, criterion: str = "running",
               order: str = "alternate", scale: Optional[float] = None, cpu_tile=None, cpu_threads: int = 0,
-              verbose: bool = False) -> CalibrationResult:
+              backend: str = "auto", verbose: bool = False) -> CalibrationResult:
     """Calibrates a ThresholdSchedule on one attention layer's trajectory.
 
     trajectory: a VideoWorkload, a callable step -> (q, k, v), or a sequence of (q, k, v).
@@ -73,11 +73,12 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
         callable step -> budget.
     warmup_steps: leading steps that run dense and leave the state alone.
     candidates: thresholds to choose from (log2 units, <= 0).
-    criterion, order, scale, cpu_tile, cpu_threads: as for LiteAttention (use the same values
-        when applying the schedule).
+    criterion, order, scale, cpu_tile, cpu_threads, backend: as for LiteAttention (use the same
+        values when applying the schedule).
     """
     check_option(criterion, CRITERIA, "criterion")
     check_option(order, ORDERS, "order")
+    check_option(backend, BACKENDS, "backend")
     get, steps = _trajectory(trajectory, steps)
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= steps:
         raise ValueError(f"warmup_steps: expected an integer in [0, {steps}], got {warmup_steps!r}")
@@ -90,7 +91,8 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
     def call(q, k, v, state, threshold, enabled=True):
         lib = lib_of(q, "q")
         checked = check_call(lib, q, k, v, criterion, tile, names=("q", "k", "v"))
-        opts = CallOptions(scale=scale, criterion=criterion, order=order, cpu_tile=tile, cpu_threads=cpu_threads)
+        opts = CallOptions(scale=scale, criterion=criterion, order=order, cpu_tile=tile, cpu_threads=cpu_threads,
+                           backend=backend)
         return run(lib, q, k, v, state, opts, enabled, threshold, False, checked)[0]
 
     state = SkipState()

@@ -4,17 +4,19 @@ from __future__ import annotations
 from typing import Optional
 
 from ._arrays import lib_of
-from ._core import CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, check_scale, run
+from ._core import BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, check_scale, run
 from ._ranges import normalize_ranges
 from .schedule import check_threshold
 
 
 def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = -10.0, scale: Optional[float] = None,
               criterion: str = "running", order: str = "alternate", must_do=None, must_skip=None,
-              dense_queries=None, return_lse: bool = False, cpu_tile=None, cpu_threads: int = 0):
+              dense_queries=None, return_lse: bool = False, cpu_tile=None, cpu_threads: int = 0,
+              backend: str = "auto"):
     """One attention call on (B, L, H, D) arrays. With a SkipState, the call reads and updates it
     (the state is shaped, or reshaped and reset, as the inputs need); with state=None it is plain
-    dense attention. Returns out, or (out, lse) with lse float32 (B, H, Lq)."""
+    dense attention. Returns out, or (out, lse) with lse float32 (B, H, Lq). backend: 'auto' (by
+    the device), 'cpu', 'sm90' or 'sm80', as for LiteAttention."""
     lib = lib_of(q, "q")
     criterion = check_option(criterion, CRITERIA, "criterion")  # before check_call hashes it
     checked = check_call(lib, q, k, v, criterion, None if cpu_tile is None else tuple(cpu_tile), names=("q", "k", "v"))
@@ -26,6 +28,7 @@ def attention(q, k, v, state: Optional[SkipState] = None, *, threshold: float = 
         must_do=normalize_ranges(must_do, k.shape[1], "must_do", "Lk"),
         must_skip=normalize_ranges(must_skip, k.shape[1], "must_skip", "Lk"),
         dense_queries=normalize_ranges(dense_queries, q.shape[1], "dense_queries", "Lq"),
-        cpu_tile=None if cpu_tile is None else tuple(cpu_tile), cpu_threads=cpu_threads)
+        cpu_tile=None if cpu_tile is None else tuple(cpu_tile), cpu_threads=cpu_threads,
+        backend=check_option(backend, BACKENDS, "backend"))
     out, lse = run(lib, q, k, v, state, opts, state is not None, threshold, return_lse, checked)
     return (out, lse) if return_lse else out

@@ -89,6 +89,15 @@ liteattn::TensorView view_of(const Array& a, const char* name) {
   return t;
 }
 
+// A call's backend: "auto" (unset: chosen by the tensors' device) or a liteattn::Backend by name.
+// The C++ core checks a named backend against the device (ArgumentError naming `backend`).
+std::optional<liteattn::Backend> parse_backend(const std::string& text) {
+  if (text == "auto") return std::nullopt;
+  for (auto b : {liteattn::Backend::cpu, liteattn::Backend::sm90, liteattn::Backend::sm80})
+    if (text == liteattn::to_string(b)) return b;
+  fail("backend", "expected 'auto', 'cpu', 'sm90' or 'sm80', got '" + text + "'");
+}
+
 std::vector<liteattn::TokenRange> to_ranges(const Ranges& ranges) {
   std::vector<liteattn::TokenRange> out;
   out.reserve(ranges.size());
@@ -208,7 +217,8 @@ StateBuffers state_buffers(std::int64_t batch, std::int64_t len_q, std::int64_t 
 void run_call(liteattn::AttentionArgs args, const OptArray& lse, const StateBuffers* state, std::optional<double> scale,
               bool enabled, double threshold, const std::string& criterion, const std::string& order,
               const Ranges& must_do, const Ranges& must_skip, const Ranges& dense_queries,
-              std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, std::uintptr_t stream, bool reset) {
+              std::optional<std::pair<int, int>> cpu_tile, int cpu_threads, const std::string& backend,
+              std::uintptr_t stream, bool reset) {
   if (lse) {
     const Array& l = *lse;
     if (l.dtype() != nb::dtype<float>())
@@ -225,6 +235,7 @@ void run_call(liteattn::AttentionArgs args, const OptArray& lse, const StateBuff
   args.dense_queries = to_ranges(dense_queries);
   if (cpu_tile) args.cpu_tile = liteattn::TileShape{cpu_tile->first, cpu_tile->second};
   args.cpu_threads = cpu_threads;
+  args.backend = parse_backend(backend);
   args.stream = reinterpret_cast<void*>(stream);
 
   // Tensors, ranges and scale first (state_key needs valid shapes), then the state buffers.
@@ -254,14 +265,14 @@ void forward(const Array& q, const Array& k, const Array& v, const Array& out, c
              const StateBuffers* state, std::optional<double> scale, bool enabled, double threshold,
              const std::string& criterion, const std::string& order, const Ranges& must_do, const Ranges& must_skip,
              const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile, int cpu_threads,
-             std::uintptr_t stream, bool reset) {
+             const std::string& backend, std::uintptr_t stream, bool reset) {
   liteattn::AttentionArgs args;
   args.q = view_of(q, "q");
   args.k = view_of(k, "k");
   args.v = view_of(v, "v");
   args.out = view_of(out, "out");
   run_call(args, lse, state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
-           cpu_threads, stream, reset);
+           cpu_threads, backend, stream, reset);
 }
 
 // The layout of a call's q, k, v and out (shapes, strides, dtype, device), read from DLPack arrays
@@ -287,7 +298,7 @@ void forward_layout(const CallLayout& layout, std::uintptr_t q, std::uintptr_t k
                     const OptArray& lse, const StateBuffers* state, std::optional<double> scale, bool enabled,
                     double threshold, const std::string& criterion, const std::string& order, const Ranges& must_do,
                     const Ranges& must_skip, const Ranges& dense_queries, std::optional<std::pair<int, int>> cpu_tile,
-                    int cpu_threads, std::uintptr_t stream, bool reset) {
+                    int cpu_threads, const std::string& backend, std::uintptr_t stream, bool reset) {
   liteattn::AttentionArgs args;
   args.q = layout.q;
   args.k = layout.k;
@@ -298,7 +309,7 @@ void forward_layout(const CallLayout& layout, std::uintptr_t q, std::uintptr_t k
   args.v.data = reinterpret_cast<void*>(v);
   args.out.data = reinterpret_cast<void*>(out);
   run_call(args, lse, state, scale, enabled, threshold, criterion, order, must_do, must_skip, dense_queries, cpu_tile,
-           cpu_threads, stream, reset);
+           cpu_threads, backend, stream, reset);
 }
 
 void reset_state(const StateBuffers& state, std::uintptr_t stream) {
@@ -366,11 +377,11 @@ NB_MODULE(_ext, m) {
 
   m.def("forward_layout", &forward_layout, "layout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(),
         "scale"_a.none(), "enabled"_a, "threshold"_a, "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a,
-        "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
+        "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "backend"_a, "stream"_a, "reset"_a,
         "forward on data pointers of arrays of a CallLayout (the caller keeps the arrays alive).");
 
   m.def("forward", &forward, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a.none(), "state"_a.none(), "scale"_a.none(), "enabled"_a, "threshold"_a,
-        "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "stream"_a, "reset"_a,
+        "criterion"_a, "order"_a, "must_do"_a, "must_skip"_a, "dense_queries"_a, "cpu_tile"_a.none(), "cpu_threads"_a, "backend"_a, "stream"_a, "reset"_a,
         "Runs liteattn::attention over caller-owned buffers (see lite_attention/_core.py).");
 
   m.def(

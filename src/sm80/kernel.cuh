@@ -3,18 +3,24 @@
 // made by one is valid for the other.
 //
 // Design (FlashAttention-2 family, written for this project):
-// - One CTA per work tile (b, h, query tile) of 128 rows; 8 warps, 16 query rows each. The
-//   hardware's block scheduler balances the uneven work of skipping calls.
-// - Q is loaded once into registers (ldmatrix). K and V tiles go through one shared-memory
-//   buffer each, filled with cp.async: the next K tile loads while the softmax and PV of the
-//   current one run, the next V tile while the next QK^T runs. Q borrows the K buffer before the
-//   first K tile, so shared memory is 2 x Bn x D x 2 bytes (72 KB at D = 128: it fits the 99 KB
-//   of Ada and consumer Blackwell).
+// - One CTA per work tile (b, h, query tile) of 128 rows; 4 warps of 32 query rows (two m16 MMA
+//   row blocks), so each K and V fragment read from shared memory feeds two MMAs: 32 flop per
+//   shared-memory byte, above the 16 of an Ampere SM's tensor-core-to-shared-memory ratio (with
+//   16 rows per warp the kernel sat at that bound). The hardware's block scheduler balances the
+//   uneven work of skipping calls.
+// - Q is loaded once into registers (ldmatrix). K and V flow through a 3-stage cp.async ring of
+//   parts (48 or 64 keys of K and of V): a part loads two parts ahead of the one being computed,
+//   and one barrier per part both publishes a landed part and frees the stage the next load
+//   takes. Q passes through the ring before the first part. Shared memory: 72 KB at D = 128,
+//   48 KB at D = 64 (Ada and consumer Blackwell allow 99 KB).
+// - Registers hold O (32 x D per warp) and Q, so scores are computed 16 keys at a time (a chunk):
+//   QK^T, the online softmax, and PV of one chunk before the next. The skip test stays per mask
+//   tile: a row's tile max is the max over the tile's chunks, compared with the reference taken
+//   at the tile's start (the running max before the tile, or the `previous` stored max).
 // - The visit sequence comes from the skip policy (core/skip_policy.hpp), which every thread
 //   walks over the read mask in global memory: skipped tiles are never loaded or computed.
-// - Each row's skip vote costs one compare (the row max is needed for the softmax anyway); the
-//   CTA's votes meet in the barrier it passes before PV (__syncthreads_or), and thread 0 sets
-//   the tile's bit in the write mask.
+// - The CTA's votes for a tile meet in the first barrier after it (__syncthreads_or), and thread
+//   0 sets the tile's bit in the write mask.
 // - Shared-memory rows are stored with their 16-byte chunks XOR-swizzled by the row index, so
 //   the cp.async writes and the ldmatrix reads are free of bank conflicts.
 #pragma once
@@ -37,6 +43,16 @@ using cuda::fast_exp2;
 using cuda::max_nan;
 using cuda::neg_inf;
 
+// Mask words of the read row kept in shared memory (longer rows are read from global memory).
+constexpr int kCachedMaskWords = 64;
+
+// The keys per pipeline part: the largest of 64, 48, 32, 16 that divides the tile width.
+constexpr int part_keys_for(int block_n) {
+  for (int keys : {64, 48, 32, 16})
+    if (block_n % keys == 0) return keys;
+  return 0;
+}
+
 template <class Element_, int kHeadDim_>
 struct KernelConfig {
   using Element = Element_;  // __nv_bfloat16 or __half
@@ -45,12 +61,18 @@ struct KernelConfig {
   static constexpr TileShape kTile = sm90::tile_shape_for_head_dim(kHeadDim);
   static constexpr int kBlockM = int(kTile.m);
   static constexpr int kBlockN = int(kTile.n);
-  static constexpr int kWarps = kBlockM / 16;  // one m16 MMA row block per warp
+  static constexpr int kWarps = 4;
+  static constexpr int kRowsPerWarp = kBlockM / kWarps;  // 32: two m16 MMA row blocks
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kChunks = kHeadDim / 8;  // 16-byte chunks per row
-  static constexpr int kRowsK = kBlockN > kBlockM ? kBlockN : kBlockM;  // the K buffer holds Q first
-  static constexpr int kSharedBytes = (kRowsK + kBlockN) * kHeadDim * int(sizeof(Element));
-  static_assert(kBlockM % 16 == 0 && kBlockN % 16 == 0 && kHeadDim % 16 == 0, "MMA tile multiples");
+  static constexpr int kPartKeys = part_keys_for(kBlockN);
+  static constexpr int kPartsPerTile = kBlockN / kPartKeys;
+  static constexpr int kStages = 3;
+  static constexpr int kStageElements = 2 * kPartKeys * kHeadDim;  // K then V
+  static constexpr int kSharedBytes = kStages * kStageElements * int(sizeof(Element));
+  static_assert(kRowsPerWarp == 32 && kPartKeys % 16 == 0 && kHeadDim % 16 == 0, "MMA tile multiples");
+  static_assert(kBlockM * kHeadDim <= kStages * kStageElements, "Q passes through the ring");
+  static_assert(kSharedBytes <= 99 * 1024, "Ada and consumer Blackwell allow 99 KB per CTA");
 };
 
 // Per (b, l, h) element strides of one tensor (unit stride in d).
@@ -112,12 +134,13 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     attention_fwd_kernel(const __grid_constant__ Params params) {
   using Element = typename Config::Element;
   constexpr int kHeadDim = Config::kHeadDim, kBlockM = Config::kBlockM, kBlockN = Config::kBlockN;
-  constexpr int kKeyBlocks = kBlockN / 8;   // n8 blocks of S
+  constexpr int kPartKeys = Config::kPartKeys, kPartsPerTile = Config::kPartsPerTile, kStages = Config::kStages;
   constexpr int kDimBlocks = kHeadDim / 8;  // n8 blocks of O
+  constexpr int kRowBytes = kHeadDim * int(sizeof(Element));
+  constexpr int kStageBytes = Config::kStageElements * int(sizeof(Element));
 
   extern __shared__ __align__(128) unsigned char shared_raw[];
-  Element* tile_k = reinterpret_cast<Element*>(shared_raw);  // Q first, then K
-  Element* tile_v = tile_k + Config::kRowsK * kHeadDim;
+  Element* ring = reinterpret_cast<Element*>(shared_raw);  // kStages x (K part, V part); Q first
 
   const CallPlan& plan = params.plan;
   const std::int32_t q_tiles = std::int32_t(plan.q_tiles), k_tiles = std::int32_t(plan.k_tiles);
@@ -142,22 +165,29 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     // Tiles this call does not visit are written 0; thread 0 sets the kept ones after barriers.
     for (std::int64_t word = threadIdx.x; word < plan.words; word += Config::kThreads) write_row[word] = 0u;
   }
+  // The read row goes to shared memory when it fits (2048 key tiles): every thread walks the
+  // visit order over it before each part, and a global load there stalled the part's loads
+  // (+5 % for detection at D = 64 on an H100 before). The barrier after the Q load publishes it.
+  __shared__ std::uint32_t cached_read_row[kCachedMaskWords];
+  if (skipping && plan.words <= kCachedMaskWords) {
+    for (int word = threadIdx.x; word < plan.words; word += Config::kThreads) cached_read_row[word] = read_row[word];
+    read_row = cached_read_row;
+  }
   const QueryTilePolicy policy(plan, m_block, read_row, visits);
 
-  // The thread's two rows (the MMA accumulator layout): g and g + 8 of its warp's 16.
-  std::int32_t global_row[2];
-  bool row_valid[2];
-  float stored_max[2], row_max[2], row_sum[2];
-  bool running_reference[2];
+  // The thread's four rows (the MMA accumulator layout): g and g + 8 of each of its warp's two
+  // 16-row blocks; row r = 2 * block + half.
+  std::int32_t global_row[4];
+  bool row_valid[4];
+  float stored_max[4], row_max[4], row_sum[4];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    global_row[r] = m_block * kBlockM + warp * 16 + lane / 4 + 8 * r;
+  for (int r = 0; r < 4; ++r) {
+    global_row[r] = m_block * kBlockM + warp * 32 + (r / 2) * 16 + lane / 4 + 8 * (r % 2);
     row_valid[r] = global_row[r] < params.len_q;
     stored_max[r] = __int_as_float(0x7fc00000);  // NaN: none stored
     // Read before the first barrier below: this thread's quad writes these rows at the end.
     if (skipping && previous_criterion && row_valid[r])
       stored_max[r] = params.state.row_max[std::int64_t(bh) * params.len_q + global_row[r]];
-    running_reference[r] = uses_running_reference(plan.criterion, stored_max[r]);
     row_max[r] = neg_inf();
     row_sum[r] = 0.f;
   }
@@ -165,181 +195,227 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
   const auto* q_head = static_cast<const Element*>(params.q) + b * params.q_strides.b + h * params.q_strides.h;
   const auto* k_head = static_cast<const Element*>(params.k) + b * params.k_strides.b + kv_head * params.k_strides.h;
   const auto* v_head = static_cast<const Element*>(params.v) + b * params.v_strides.b + kv_head * params.v_strides.h;
-  auto load_k = [&](std::int32_t tile) {
-    load_rows_async<Config, kBlockN>(tile_k, k_head, params.k_strides.l, tile * kBlockN, params.len_k);
-  };
-  auto load_v = [&](std::int32_t tile) {
-    load_rows_async<Config, kBlockN>(tile_v, v_head, params.v_strides.l, tile * kBlockN, params.len_k);
-  };
 
-  // Q into registers: the A fragments of the warp's 16 rows, one per 16-wide k block.
-  std::uint32_t q_fragment[kHeadDim / 16][4];
-  load_rows_async<Config, kBlockM>(tile_k, q_head, params.q_strides.l, m_block * kBlockM, params.len_q);
+  // Q into registers: the A fragments of the warp's two row blocks, one per 16-wide k block.
+  std::uint32_t q_fragment[2][kHeadDim / 16][4];
+  load_rows_async<Config, kBlockM>(ring, q_head, params.q_strides.l, m_block * kBlockM, params.len_q);
   commit_async_copies();
   wait_async_copies<0>();
   __syncthreads();
 #pragma unroll
-  for (int kb = 0; kb < kHeadDim / 16; ++kb) {
-    const int row = warp * 16 + lane % 16;
-    load_matrix_x4(q_fragment[kb], shared_address(tile_k + swizzled<kHeadDim>(row, 2 * kb + lane / 16)));
-  }
-  __syncthreads();  // every warp holds its Q before K overwrites the buffer
+  for (int block = 0; block < 2; ++block)
+#pragma unroll
+    for (int kb = 0; kb < kHeadDim / 16; ++kb) {
+      const int row = warp * 32 + block * 16 + lane % 16;
+      load_matrix_x4(q_fragment[block][kb], shared_address(ring + swizzled<kHeadDim>(row, 2 * kb + lane / 16)));
+    }
+  __syncthreads();  // every warp holds its Q before the ring's first parts overwrite it
 
-  // ldmatrix addresses as a per-lane register plus a compile-time offset, so the loops below do
-  // not keep one register per (k block, n block) address (that spilled at D = 128). A matrix row
-  // of these loads is lane % 8 modulo 8, so its swizzle is chunk ^ (lane % 8), and for a 16-byte
-  // chunk 8a + 2j + half (j < 4, half < 2) the swizzled chunk is 8a + (2j ^ (half ^ lane % 8)):
-  // four per-lane bases (j) cover every chunk, the rest (8a, the row) is an immediate.
-  constexpr int kRowBytes = kHeadDim * int(sizeof(Element));
+  // The part sequence: part p is part p % kPartsPerTile of the (p / kPartsPerTile)-th visited
+  // tile. Two cursors walk it: one for the loads (kStages - 1 parts ahead), one for the compute.
+  struct Cursor {
+    std::int32_t position, part;  // position in the visit order (k_tiles: past the end)
+  };
+  auto advance = [&](Cursor& c) {
+    if (++c.part == kPartsPerTile) c = {policy.next(c.position + 1), 0};
+  };
+  auto issue_load = [&](Cursor& c, int stage) {
+    if (c.position < k_tiles) {
+      const std::int32_t first_key = policy.tile_at(c.position) * kBlockN + c.part * kPartKeys;
+      Element* k_part = ring + stage * Config::kStageElements;
+      load_rows_async<Config, kPartKeys>(k_part, k_head, params.k_strides.l, first_key, params.len_k);
+      load_rows_async<Config, kPartKeys>(k_part + kPartKeys * kHeadDim, v_head, params.v_strides.l, first_key,
+                                         params.len_k);
+      advance(c);
+    }
+    commit_async_copies();  // possibly empty: keeps the group count uniform
+  };
+  Cursor load_cursor{policy.next(0), 0};
+  Cursor cursor = load_cursor;
+#pragma unroll
+  for (int stage = 0; stage < kStages - 1; ++stage) issue_load(load_cursor, stage);
+
+  // ldmatrix addresses as a per-lane register plus compile-time offsets, so the loops below do
+  // not keep one register per address. A matrix row of these loads is lane % 8 modulo 8, so its
+  // swizzle is chunk ^ (lane % 8), and for a 16-byte chunk 8a + 2j + half (j < 4, half < 2) the
+  // swizzled chunk is 8a + (2j ^ (half ^ lane % 8)): four per-lane bases (j) cover every chunk,
+  // the rest (8a, the row, the stage) is added.
   const int lane_row = lane % 8;
   std::uint32_t k_base[4], v_base[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     // K, for S = Q K^T: matrices (keys 0-7, chunk 2kb), (0-7, 2kb+1), (8-15, 2kb), (8-15, 2kb+1).
     const int k_row = (lane / 16) * 8 + lane_row, k_half = (lane / 8) % 2;
-    k_base[j] = shared_address(tile_k) + k_row * kRowBytes + ((2 * j) ^ (k_half ^ lane_row)) * 16;
+    k_base[j] = shared_address(ring) + k_row * kRowBytes + ((2 * j) ^ (k_half ^ lane_row)) * 16;
     // V, transposed for O += P V: (keys 0-7, chunk nd), (8-15, nd), (0-7, nd+1), (8-15, nd+1).
     const int v_row = ((lane / 8) % 2) * 8 + lane_row, v_half = lane / 16;
-    v_base[j] = shared_address(tile_v) + v_row * kRowBytes + ((2 * j) ^ (v_half ^ lane_row)) * 16;
+    v_base[j] = shared_address(ring + kPartKeys * kHeadDim) + v_row * kRowBytes + ((2 * j) ^ (v_half ^ lane_row)) * 16;
   }
-  // The address of 16-byte chunk pair (2 * pair, 2 * pair + 1) at row offset `row` (a multiple of 8).
-  auto chunk_address = [&](const std::uint32_t(&base)[4], int row, int pair) {
-    return base[pair % 4] + std::uint32_t((pair / 4) * 128 + row * kRowBytes);
+  // The address of 16-byte chunk pair (2 * pair, 2 * pair + 1) at row `row` (a multiple of 8).
+  auto chunk_address = [&](const std::uint32_t(&base)[4], std::uint32_t stage_offset, int row, int pair) {
+    return base[pair % 4] + stage_offset + std::uint32_t((pair / 4) * 128 + row * kRowBytes);
   };
 
-  float o[kDimBlocks][4];
+  float o[2][kDimBlocks][4];
 #pragma unroll
-  for (int i = 0; i < kDimBlocks; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  const bool partial_last_tile = params.len_k % kBlockN != 0;
+  for (int block = 0; block < 2; ++block)
+#pragma unroll
+    for (int i = 0; i < kDimBlocks; ++i) o[block][i][0] = o[block][i][1] = o[block][i][2] = o[block][i][3] = 0.f;
   const float scale_log2 = plan.scale_log2;
   const int col_in_quad = (lane % 4) * 2;
 
+  // The skip test of the tile being computed: per row, its max so far and the reference.
+  float tile_max[4], reference[4];
+  bool vote = false;            // any of this thread's rows voted keep for the last finished tile
+  std::int32_t voted_tile = -1;  // that tile, whose bit the next barrier's OR decides
   std::int32_t visited = 0;
-  std::int32_t position = policy.next(0);
-  if (position < k_tiles) {
-    load_k(policy.tile_at(position));
-    commit_async_copies();
-    load_v(policy.tile_at(position));
-    commit_async_copies();
-  }
-  // Copy groups in flight at the top of each step: K(tile), then V(tile).
-  while (position < k_tiles) {
-    const std::int32_t tile = policy.tile_at(position);
-    const std::int32_t next_position = policy.next(position + 1);
-    const bool has_next = next_position < k_tiles;
 
-    wait_async_copies<1>();  // K(tile) has landed
-    __syncthreads();
-    float s[kKeyBlocks][4];
+  for (int p = 0; cursor.position < k_tiles; ++p) {
+    const int stage = p % kStages;
+    const std::int32_t tile = policy.tile_at(cursor.position);
+    wait_async_copies<kStages - 2>();  // this part has landed
+    // The barrier publishes the part to every warp, frees the stage the load below takes (every
+    // warp is done with the part before), and collects the votes of the tile finished before it.
+    const bool any_keep = __syncthreads_or(vote) != 0;
+    if (voted_tile >= 0) {
+      if (skipping && threadIdx.x == 0 && policy.writes_keep(voted_tile, any_keep))
+        atomicOr(&write_row[voted_tile >> 5], 1u << (voted_tile & 31));
+      voted_tile = -1;
+      vote = false;
+    }
+    issue_load(load_cursor, (p + kStages - 1) % kStages);
+
+    if (cursor.part == 0) {
 #pragma unroll
-    for (int i = 0; i < kKeyBlocks; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+      for (int r = 0; r < 4; ++r) {
+        tile_max[r] = neg_inf();
+        reference[r] = uses_running_reference(plan.criterion, stored_max[r]) ? row_max[r] : stored_max[r];
+      }
+    }
+    const std::uint32_t stage_offset = std::uint32_t(stage * kStageBytes);
+    const std::int32_t part_first_key = tile * kBlockN + cursor.part * kPartKeys;
 #pragma unroll
-    for (int kb = 0; kb < kHeadDim / 16; ++kb) {
+    for (int chunk = 0; chunk < kPartKeys / 16; ++chunk) {
+      const std::int32_t chunk_first_key = part_first_key + chunk * 16;
+      if (chunk_first_key >= params.len_k) break;  // padding keys of the last tile: nothing to add
+      // S (32 rows x 16 keys) = Q K^T: per k block, one K load feeds both row blocks.
+      float s[2][2][4] = {};
 #pragma unroll
-      for (int nb = 0; nb < kKeyBlocks; nb += 2) {
+      for (int kb = 0; kb < kHeadDim / 16; ++kb) {
         std::uint32_t kf[4];
-        load_matrix_x4(kf, chunk_address(k_base, nb * 8, kb));
-        mma_16x8x16<Element>(s[nb], q_fragment[kb], kf[0], kf[1]);
-        mma_16x8x16<Element>(s[nb + 1], q_fragment[kb], kf[2], kf[3]);
-      }
-    }
-    __syncthreads();  // every warp is done with K(tile)
-    if (has_next) load_k(policy.tile_at(next_position));
-    commit_async_copies();  // possibly empty: keeps the group count uniform
-
-    // Online softmax over the tile, with the skip votes.
-    if (partial_last_tile && tile == k_tiles - 1) {
-      const int valid_columns = params.len_k - tile * kBlockN;
+        load_matrix_x4(kf, chunk_address(k_base, stage_offset, chunk * 16, kb));
 #pragma unroll
-      for (int nb = 0; nb < kKeyBlocks; ++nb)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          if (nb * 8 + col_in_quad + (i % 2) >= valid_columns) s[nb][i] = neg_inf();
-    }
-    bool vote = false;
-    float scale_o[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float tile_max = neg_inf();
-#pragma unroll
-      for (int nb = 0; nb < kKeyBlocks; ++nb) tile_max = max_nan(tile_max, max_nan(s[nb][2 * r], s[nb][2 * r + 1]));
-      tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      tile_max = max_nan(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      if (skipping && row_valid[r]) {
-        const float reference = running_reference[r] ? row_max[r] : stored_max[r];
-        vote |= row_votes_keep(tile_max, reference, scale_log2, plan.threshold);
-      }
-      const float new_max = max_nan(row_max[r], tile_max);
-      // A row that has seen only -inf scores has nothing to accumulate: weights exp2(-inf) = 0
-      // and O scale 1, not exp2(-inf + inf) = NaN.
-      const bool nothing_yet = new_max == neg_inf();
-      scale_o[r] = nothing_yet ? 1.f : fast_exp2((row_max[r] - new_max) * scale_log2);
-      row_max[r] = new_max;
-      const float offset = nothing_yet ? 0.f : new_max * scale_log2;
-      float sum = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < kKeyBlocks; ++nb) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          float& x = s[nb][2 * r + c];
-          x = fast_exp2(fmaf(x, scale_log2, -offset));
-          sum += x;
+        for (int block = 0; block < 2; ++block) {
+          mma_16x8x16<Element>(s[block][0], q_fragment[block][kb], kf[0], kf[1]);
+          mma_16x8x16<Element>(s[block][1], q_fragment[block][kb], kf[2], kf[3]);
         }
       }
-      row_sum[r] = row_sum[r] * scale_o[r] + sum;
-    }
+      if (chunk_first_key + 16 > params.len_k) {
+        const int valid_keys = params.len_k - chunk_first_key;
 #pragma unroll
-    for (int i = 0; i < kDimBlocks; ++i) {
-      o[i][0] *= scale_o[0];
-      o[i][1] *= scale_o[0];
-      o[i][2] *= scale_o[1];
-      o[i][3] *= scale_o[1];
-    }
-
-    wait_async_copies<1>();  // V(tile) has landed
-    // The barrier that publishes V(tile) also collects the CTA's votes: the tile is kept when
-    // any valid row of the query tile voted keep.
-    const bool any_keep = __syncthreads_or(vote) != 0;
-    if (skipping && threadIdx.x == 0 && policy.writes_keep(tile, any_keep))
-      atomicOr(&write_row[tile >> 5], 1u << (tile & 31));
-
-    // O += P V: two adjacent n8 blocks of S are one 16-key k block of the A operand.
+        for (int block = 0; block < 2; ++block)
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const std::uint32_t p[4] = {pack2<Element>(s[2 * kk][0], s[2 * kk][1]), pack2<Element>(s[2 * kk][2], s[2 * kk][3]),
-                                  pack2<Element>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                  pack2<Element>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+          for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+              if (nb * 8 + col_in_quad + (i % 2) >= valid_keys) s[block][nb][i] = neg_inf();
+      }
+      // Online softmax over the chunk; rows keep their tile max for the skip test.
+      float scale_o[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        float (&rs)[2][4] = s[r / 2];
+        const int half = r % 2;
+        float chunk_max = max_nan(max_nan(rs[0][2 * half], rs[0][2 * half + 1]), max_nan(rs[1][2 * half], rs[1][2 * half + 1]));
+        chunk_max = max_nan(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 1));
+        chunk_max = max_nan(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 2));
+        tile_max[r] = max_nan(tile_max[r], chunk_max);
+        const float new_max = max_nan(row_max[r], chunk_max);
+        // A row that has seen only -inf scores has nothing to accumulate: weights exp2(-inf) = 0
+        // and O scale 1, not exp2(-inf + inf) = NaN.
+        const bool nothing_yet = new_max == neg_inf();
+        scale_o[r] = nothing_yet ? 1.f : fast_exp2((row_max[r] - new_max) * scale_log2);
+        row_max[r] = new_max;
+        const float offset = nothing_yet ? 0.f : new_max * scale_log2;
+        float sum = 0.f;
+#pragma unroll
+        for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            float& x = rs[nb][2 * half + c];
+            x = fast_exp2(fmaf(x, scale_log2, -offset));
+            sum += x;
+          }
+        row_sum[r] = row_sum[r] * scale_o[r] + sum;
+      }
+      // Past a row's first chunks its max rarely grows: skip the rescale when no row of the warp
+      // needs it.
+      if (!__all_sync(0xffffffffu, scale_o[0] == 1.f && scale_o[1] == 1.f && scale_o[2] == 1.f && scale_o[3] == 1.f)) {
+#pragma unroll
+        for (int block = 0; block < 2; ++block)
+#pragma unroll
+          for (int i = 0; i < kDimBlocks; ++i) {
+            o[block][i][0] *= scale_o[2 * block];
+            o[block][i][1] *= scale_o[2 * block];
+            o[block][i][2] *= scale_o[2 * block + 1];
+            o[block][i][3] *= scale_o[2 * block + 1];
+          }
+      }
+      // O += P V: the chunk's two n8 blocks of S are one 16-key k block of the A operand.
+      std::uint32_t pf[2][4];
+#pragma unroll
+      for (int block = 0; block < 2; ++block) {
+        pf[block][0] = pack2<Element>(s[block][0][0], s[block][0][1]);
+        pf[block][1] = pack2<Element>(s[block][0][2], s[block][0][3]);
+        pf[block][2] = pack2<Element>(s[block][1][0], s[block][1][1]);
+        pf[block][3] = pack2<Element>(s[block][1][2], s[block][1][3]);
+      }
 #pragma unroll
       for (int nd = 0; nd < kDimBlocks; nd += 2) {
         std::uint32_t vf[4];
-        load_matrix_x4_transposed(vf, chunk_address(v_base, kk * 16, nd / 2));
-        mma_16x8x16<Element>(o[nd], p, vf[0], vf[1]);
-        mma_16x8x16<Element>(o[nd + 1], p, vf[2], vf[3]);
+        load_matrix_x4_transposed(vf, chunk_address(v_base, stage_offset, chunk * 16, nd / 2));
+#pragma unroll
+        for (int block = 0; block < 2; ++block) {
+          mma_16x8x16<Element>(o[block][nd], pf[block], vf[0], vf[1]);
+          mma_16x8x16<Element>(o[block][nd + 1], pf[block], vf[2], vf[3]);
+        }
       }
     }
-    __syncthreads();  // every warp is done with V(tile)
-    if (has_next) load_v(policy.tile_at(next_position));
-    commit_async_copies();
 
-    ++visited;
-    position = next_position;
+    if (cursor.part == kPartsPerTile - 1) {
+      // The tile is done: this thread's vote; the CTA's OR comes with the next barrier.
+      if (skipping) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          vote |= row_valid[r] && row_votes_keep(tile_max[r], reference[r], scale_log2, plan.threshold);
+      }
+      voted_tile = tile;
+      ++visited;
+    }
+    advance(cursor);
+  }
+  if (voted_tile >= 0) {
+    const bool any_keep = __syncthreads_or(vote) != 0;
+    if (skipping && threadIdx.x == 0 && policy.writes_keep(voted_tile, any_keep))
+      atomicOr(&write_row[voted_tile >> 5], 1u << (voted_tile & 31));
   }
 
   // Epilogue: normalize, write out (two elements per store) and lse, then the state row.
   auto* out = static_cast<Element*>(params.out) + b * params.out_strides.b + h * params.out_strides.h;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < 4; ++r) {
     float sum = row_sum[r];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
     // A row whose tiles were all skipped: out 0, lse -inf (never NaN).
     const float inv_sum = sum == 0.f ? 0.f : 1.f / sum;
     if (!row_valid[r]) continue;
+    const int block = r / 2, half = r % 2;
     Element* out_row = out + std::int64_t(global_row[r]) * params.out_strides.l + col_in_quad;
 #pragma unroll
     for (int nd = 0; nd < kDimBlocks; ++nd)
       *reinterpret_cast<std::uint32_t*>(out_row + nd * 8) =
-          pack2<Element>(o[nd][2 * r] * inv_sum, o[nd][2 * r + 1] * inv_sum);
+          pack2<Element>(o[block][nd][2 * half] * inv_sum, o[block][nd][2 * half + 1] * inv_sum);
     if (lane % 4 == 0) {
       if (params.lse != nullptr)
         params.lse[std::int64_t(bh) * params.len_q + global_row[r]] =

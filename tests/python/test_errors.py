@@ -62,6 +62,7 @@ def test_argument_errors(kwargs, exc, pattern):
     (dict(threshold="low"), TypeError, r"threshold"),
     (dict(criterion="max"), ValueError, r"criterion: expected one of 'running', 'previous', got 'max'"),
     (dict(order="random"), ValueError, r"order: expected one of 'descending', 'alternate', 'diagonal_first'"),
+    (dict(backend="sm70"), ValueError, r"backend: expected one of 'auto', 'cpu', 'sm90', 'sm80', got 'sm70'"),
     (dict(cpu_tile=(0, 16)), ValueError, r"cpu_tile"),
     (dict(cpu_threads=-1), ValueError, r"cpu_threads"),
     (dict(schedule=[-1.0]), TypeError, r"schedule: expected a ThresholdSchedule"),
@@ -118,7 +119,7 @@ def test_core_errors_are_mapped():
     with pytest.raises(TypeError, match=r"state.cumulative: expected dtype int64, got int32"):
         take(cumulative=state.cumulative.astype(np.int32))
     # A call checks that the state's key is its own, and that a skipping call has a state.
-    args = (None, True, -10.0, "running", "descending", [], [], [], (16, 16), 0, 0, False)
+    args = (None, True, -10.0, "running", "descending", [], [], [], (16, 16), 0, "auto", 0, False)
     _ext.forward(q, q, q, np.empty_like(q), None, take(), *args)  # the state's own call runs
     other = la.SkipState()
     la.attention(q[:, :32], q[:, :32], q[:, :32], other, cpu_tile=(16, 16))
@@ -128,7 +129,7 @@ def test_core_errors_are_mapped():
         _ext.forward(q, q, q, np.empty_like(q), None, None, *args)
     with pytest.raises(ValueError, match=r"criterion: expected 'running' or 'previous'"):
         _ext.forward(q, q, q, np.empty_like(q), None, None, None, False, -10.0, "x", "descending", [], [], [], None,
-                     0, 0, False)
+                     0, "auto", 0, False)
     with pytest.raises(ValueError, match=r"must_do: at most 16 ranges"):
         la.attention(q, q, q, must_do=[(2 * i, 2 * i + 1) for i in range(20)])
 

@@ -92,6 +92,21 @@ def test_calls_on_one_instance_never_reuse_another_calls_options():
     skipping.cpu_tile = (20, 25)
     skipping(q, k, v)
     assert skipping.state().key.tile == (20, 25)
+    # So is backend: a new value must reach the next call of a layout whose options are cached
+    # (CPU arrays: 'sm80' is rejected naming backend, 'cpu' runs), and back again.
+    calls = skipping.stats.calls
+    for backend in ("sm80", "cpu", "sm90", "auto"):
+        skipping.backend = backend
+        if backend.startswith("sm"):
+            with pytest.raises(ValueError, match=f"backend: expected 'cpu' for CPU tensors, got '{backend}'"):
+                skipping(q, k, v)
+        else:
+            skipping(q, k, v)
+            calls += 1
+    assert skipping.stats.calls == calls and skipping.state().key.tile == (20, 25)
+    # Another instance's options (same layout, same everything but backend) are not reused.
+    with pytest.raises(ValueError, match="backend: expected 'cpu' for CPU tensors, got 'sm90'"):
+        LiteAttention(threshold=-1.0, cpu_tile=(20, 25), backend="sm90")(q, k, v)
 
 
 def test_must_do_keeps_tiles_that_threshold_would_skip():
