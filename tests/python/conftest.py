@@ -24,8 +24,9 @@ def _cuda_device_present() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` run the sm90 kernel: skipped without a GPU, or on a GPU it does not serve."""
-    if "sm90" in la.available_backends():
+    """Tests marked `gpu` run on the GPU's kernel (sm90 on Hopper, sm80 on other GPUs of compute
+    capability 8.0+): skipped without a GPU, or on a GPU no kernel serves."""
+    if {"sm90", "sm80"} & set(la.available_backends()):
         return
     reason = "no liteattn CUDA kernel for this GPU" if _cuda_device_present() else "skipped: no GPU"
     skip = pytest.mark.skip(reason=reason)
@@ -70,3 +71,20 @@ def rel_l1(a, b):
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     return float(np.abs(a - b).sum() / np.abs(b).sum())
+
+
+def record_ops():
+    """A torch dispatch mode that records the names of the ops called under it (an active mode
+    also sends LiteAttention's eager calls through torch.ops, as tracing does)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RecordOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    return RecordOps()

@@ -6,7 +6,7 @@ import pytest
 
 import lite_attention as la
 from lite_attention import LiteAttention, SeqParallelLiteAttention
-from conftest import HAS_TORCH, randn
+from conftest import HAS_TORCH, randn, record_ops
 
 ALLOWED = r"expected one of 'auto', 'cpu', 'sm90', 'sm80'"  # the Python layer's message
 CORE_ALLOWED = r"expected 'auto', 'cpu', 'sm90' or 'sm80'"  # the binding's, for a value set after the checks
@@ -98,21 +98,6 @@ def test_backend_reaches_calibrate():
 torch_only = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 
 
-def _record_ops():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class RecordOps(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(func.name())
-            return func(*args, **(kwargs or {}))
-
-    return RecordOps()
-
-
 @torch_only
 def test_torch_backend_through_eager_calls_and_the_op():
     import torch
@@ -122,7 +107,7 @@ def test_torch_backend_through_eager_calls_and_the_op():
         attn = LiteAttention(cpu_tile=(16, 16), backend=backend)
         with pytest.raises(ValueError, match=rf"backend: expected 'cpu' for CPU tensors, got '{backend}'"):
             attn(q, k, v)  # eager: the op's implementation, called directly
-        with _record_ops() as mode, pytest.raises(ValueError, match=rf"got '{backend}'"):
+        with record_ops() as mode, pytest.raises(ValueError, match=rf"got '{backend}'"):
             attn(q, k, v)  # through torch.ops.lite_attention.forward
         assert mode.ops.count("lite_attention::forward") == 1
     auto = LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
@@ -130,7 +115,7 @@ def test_torch_backend_through_eager_calls_and_the_op():
     for step in range(3):
         q, k, v = (torch.from_numpy(x) for x in drifting(step))
         expected = auto(q, k, v)
-        with _record_ops() as mode:
+        with record_ops() as mode:
             got = cpu(q, k, v)
         assert mode.ops.count("lite_attention::forward") == 1
         torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import lite_attention as la  # noqa: E402
-from conftest import randn, reference  # noqa: E402
+from conftest import randn, record_ops, reference  # noqa: E402
 
 
 def tq(shape, seed=0, dtype=torch.float32, device="cpu"):
@@ -110,24 +110,13 @@ def test_eager_calls_match_calls_through_the_op():
     # Eager calls on plain tensors run the op's implementation directly (no dispatcher); with a
     # dispatch mode active (as under tracing) the call goes through torch.ops. Both must give the
     # same outputs and leave the same skip state.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class RecordOps(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(func.name())
-            return func(*args, **(kwargs or {}))
-
     direct = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
     via_op = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
     for step in range(3):
         q, k, v = drifting(step)
         out, lse = direct(q, k, v, return_softmax_lse=True)
         plain = direct(q, k, v, branch="no_lse")
-        with RecordOps() as mode:
+        with record_ops() as mode:
             out_op, lse_op = via_op(q, k, v, return_softmax_lse=True)
             plain_op = via_op(q, k, v, branch="no_lse")
         assert mode.ops.count("lite_attention::forward") == 2, mode.ops
