@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Developer helper for a GPU machine without package access: one call that checks and measures
-# the Hopper kernel. Results go to $OUT (default /tmp/out).
+# Developer helper for a GPU machine without package access: one call that checks both GPU
+# kernels (gpu_check.sh) and measures the Hopper kernel. Results go to $OUT (default /tmp/out).
 #   1. installs the CUTLASS wheel (.whl/*.whl) and unpacks the .debs in .whl/ and .evaldeb/
 #      (GoogleTest, libpng) under /tmp/gt;
 #   2. starts building build-gpu in the background (CPU), and, when AB_VARIANTS is set
