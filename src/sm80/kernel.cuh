@@ -13,8 +13,9 @@
 //   and one barrier per part both publishes a landed part and frees the stage the next load
 //   takes. Q passes through the ring before the first part. Shared memory: 72 KB at D = 128,
 //   48 KB at D = 64 (Ada and consumer Blackwell allow 99 KB).
-// - Registers hold O (32 x D per warp) and Q, so scores are computed 16 keys at a time (a chunk):
-//   QK^T, the online softmax, and PV of one chunk before the next. The skip test stays per mask
+// - Registers hold O (32 x D per warp) and Q, so scores are computed a chunk of keys at a time
+//   (16 at D = 128, 32 at D = 64, where O and Q take half the registers): QK^T, the online
+//   softmax, and PV of one chunk before the next. The skip test stays per mask
 //   tile: a row's tile max is the max over the tile's chunks, compared with the reference taken
 //   at the tile's start (the running max before the tile, or the `previous` stored max).
 // - The visit sequence comes from the skip policy (core/skip_policy.hpp), which every thread
@@ -294,52 +295,57 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     }
     const std::uint32_t stage_offset = std::uint32_t(stage * kStageBytes);
     const std::int32_t part_first_key = tile * kBlockN + cursor.part * kPartKeys;
+    // Keys per chunk: S takes 2 x kChunkKeys / 2 registers per thread. 32 at D = 64 ran 17-19 %
+    // faster than 16 on an H100 (bench/NOTES.md, run 43); at D = 128 O and Q leave room for 16.
+    constexpr int kChunkKeys = kHeadDim <= 64 ? 32 : 16;
+    constexpr int kChunkBlocks = kChunkKeys / 8;
 #pragma unroll
-    for (int chunk = 0; chunk < kPartKeys / 16; ++chunk) {
-      const std::int32_t chunk_first_key = part_first_key + chunk * 16;
+    for (int chunk = 0; chunk < kPartKeys / kChunkKeys; ++chunk) {
+      const std::int32_t chunk_first_key = part_first_key + chunk * kChunkKeys;
       if (chunk_first_key >= params.len_k) break;  // padding keys of the last tile: nothing to add
-      // S (32 rows x 16 keys) = Q K^T: per k block, one K load feeds both row blocks.
-      float s[2][2][4] = {};
+      float s[2][kChunkBlocks][4] = {};
 #pragma unroll
       for (int kb = 0; kb < kHeadDim / 16; ++kb) {
-        std::uint32_t kf[4];
-        load_matrix_x4(kf, chunk_address(k_base, stage_offset, chunk * 16, kb));
 #pragma unroll
-        for (int block = 0; block < 2; ++block) {
-          mma_16x8x16<Element>(s[block][0], q_fragment[block][kb], kf[0], kf[1]);
-          mma_16x8x16<Element>(s[block][1], q_fragment[block][kb], kf[2], kf[3]);
+        for (int pair = 0; pair < kChunkBlocks / 2; ++pair) {
+          std::uint32_t kf[4];
+          load_matrix_x4(kf, chunk_address(k_base, stage_offset, chunk * kChunkKeys + pair * 16, kb));
+#pragma unroll
+          for (int block = 0; block < 2; ++block) {
+            mma_16x8x16<Element>(s[block][2 * pair], q_fragment[block][kb], kf[0], kf[1]);
+            mma_16x8x16<Element>(s[block][2 * pair + 1], q_fragment[block][kb], kf[2], kf[3]);
+          }
         }
       }
-      if (chunk_first_key + 16 > params.len_k) {
+      if (chunk_first_key + kChunkKeys > params.len_k) {
         const int valid_keys = params.len_k - chunk_first_key;
 #pragma unroll
         for (int block = 0; block < 2; ++block)
 #pragma unroll
-          for (int nb = 0; nb < 2; ++nb)
+          for (int nb = 0; nb < kChunkBlocks; ++nb)
 #pragma unroll
             for (int i = 0; i < 4; ++i)
               if (nb * 8 + col_in_quad + (i % 2) >= valid_keys) s[block][nb][i] = neg_inf();
       }
-      // Online softmax over the chunk; rows keep their tile max for the skip test.
       float scale_o[4];
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        float (&rs)[2][4] = s[r / 2];
+        float (&rs)[kChunkBlocks][4] = s[r / 2];
         const int half = r % 2;
-        float chunk_max = max_nan(max_nan(rs[0][2 * half], rs[0][2 * half + 1]), max_nan(rs[1][2 * half], rs[1][2 * half + 1]));
+        float chunk_max = neg_inf();
+#pragma unroll
+        for (int nb = 0; nb < kChunkBlocks; ++nb) chunk_max = max_nan(chunk_max, max_nan(rs[nb][2 * half], rs[nb][2 * half + 1]));
         chunk_max = max_nan(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 1));
         chunk_max = max_nan(chunk_max, __shfl_xor_sync(0xffffffffu, chunk_max, 2));
         tile_max[r] = max_nan(tile_max[r], chunk_max);
         const float new_max = max_nan(row_max[r], chunk_max);
-        // A row that has seen only -inf scores has nothing to accumulate: weights exp2(-inf) = 0
-        // and O scale 1, not exp2(-inf + inf) = NaN.
         const bool nothing_yet = new_max == neg_inf();
         scale_o[r] = nothing_yet ? 1.f : fast_exp2((row_max[r] - new_max) * scale_log2);
         row_max[r] = new_max;
         const float offset = nothing_yet ? 0.f : new_max * scale_log2;
         float sum = 0.f;
 #pragma unroll
-        for (int nb = 0; nb < 2; ++nb)
+        for (int nb = 0; nb < kChunkBlocks; ++nb)
 #pragma unroll
           for (int c = 0; c < 2; ++c) {
             float& x = rs[nb][2 * half + c];
@@ -348,8 +354,6 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
           }
         row_sum[r] = row_sum[r] * scale_o[r] + sum;
       }
-      // Past a row's first chunks its max rarely grows: skip the rescale when no row of the warp
-      // needs it.
       if (!__all_sync(0xffffffffu, scale_o[0] == 1.f && scale_o[1] == 1.f && scale_o[2] == 1.f && scale_o[3] == 1.f)) {
 #pragma unroll
         for (int block = 0; block < 2; ++block)
@@ -361,23 +365,25 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
             o[block][i][3] *= scale_o[2 * block + 1];
           }
       }
-      // O += P V: the chunk's two n8 blocks of S are one 16-key k block of the A operand.
-      std::uint32_t pf[2][4];
 #pragma unroll
-      for (int block = 0; block < 2; ++block) {
-        pf[block][0] = pack2<Element>(s[block][0][0], s[block][0][1]);
-        pf[block][1] = pack2<Element>(s[block][0][2], s[block][0][3]);
-        pf[block][2] = pack2<Element>(s[block][1][0], s[block][1][1]);
-        pf[block][3] = pack2<Element>(s[block][1][2], s[block][1][3]);
-      }
-#pragma unroll
-      for (int nd = 0; nd < kDimBlocks; nd += 2) {
-        std::uint32_t vf[4];
-        load_matrix_x4_transposed(vf, chunk_address(v_base, stage_offset, chunk * 16, nd / 2));
+      for (int kk = 0; kk < kChunkBlocks / 2; ++kk) {
+        std::uint32_t pf[2][4];
 #pragma unroll
         for (int block = 0; block < 2; ++block) {
-          mma_16x8x16<Element>(o[block][nd], pf[block], vf[0], vf[1]);
-          mma_16x8x16<Element>(o[block][nd + 1], pf[block], vf[2], vf[3]);
+          pf[block][0] = pack2<Element>(s[block][2 * kk][0], s[block][2 * kk][1]);
+          pf[block][1] = pack2<Element>(s[block][2 * kk][2], s[block][2 * kk][3]);
+          pf[block][2] = pack2<Element>(s[block][2 * kk + 1][0], s[block][2 * kk + 1][1]);
+          pf[block][3] = pack2<Element>(s[block][2 * kk + 1][2], s[block][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int nd = 0; nd < kDimBlocks; nd += 2) {
+          std::uint32_t vf[4];
+          load_matrix_x4_transposed(vf, chunk_address(v_base, stage_offset, chunk * kChunkKeys + kk * 16, nd / 2));
+#pragma unroll
+          for (int block = 0; block < 2; ++block) {
+            mma_16x8x16<Element>(o[block][nd], pf[block], vf[0], vf[1]);
+            mma_16x8x16<Element>(o[block][nd + 1], pf[block], vf[2], vf[3]);
+          }
         }
       }
     }
