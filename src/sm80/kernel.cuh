@@ -15,11 +15,12 @@
 //   48 KB at D = 64 (Ada and consumer Blackwell allow 99 KB).
 // - Registers hold O (32 x D per warp) and Q, so scores are computed a chunk of keys at a time
 //   (16 at D = 128, 32 at D = 64, where O and Q take half the registers): QK^T, the online
-//   softmax, and PV of one chunk before the next. The skip test stays per mask
-//   tile: a row's tile max is the max over the tile's chunks, compared with the reference taken
-//   at the tile's start (the running max before the tile, or the `previous` stored max).
+//   softmax, and PV of one chunk before the next. The skip test stays per mask tile: a row's
+//   tile max is the max over the tile's chunks, compared with the reference taken at the tile's
+//   start (the running max before the tile, or the `previous` stored max).
 // - The visit sequence comes from the skip policy (core/skip_policy.hpp), which every thread
-//   walks over the read mask in global memory: skipped tiles are never loaded or computed.
+//   walks over the read mask (copied to shared memory when it has at most 64 words): skipped
+//   tiles are never loaded or computed.
 // - The CTA's votes for a tile meet in the first barrier after it (__syncthreads_or), and thread
 //   0 sets the tile's bit in the write mask.
 // - Shared-memory rows are stored with their 16-byte chunks XOR-swizzled by the row index, so
@@ -295,9 +296,10 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     }
     const std::uint32_t stage_offset = std::uint32_t(stage * kStageBytes);
     const std::int32_t part_first_key = tile * kBlockN + cursor.part * kPartKeys;
-    // Keys per chunk: S takes 2 x kChunkKeys / 2 registers per thread. 32 at D = 64 ran 17-19 %
-    // faster than 16 on an H100 (bench/NOTES.md, run 43); at D = 128 O and Q leave room for 16.
+    // Keys per chunk: S takes kChunkKeys registers per thread. 32 at D = 64 ran 17-19 % faster
+    // than 16 on an H100 (bench/NOTES.md, run 43); at D = 128 O and Q leave room for 16.
     constexpr int kChunkKeys = kHeadDim <= 64 ? 32 : 16;
+    static_assert(kPartKeys % kChunkKeys == 0, "whole chunks per part");
     constexpr int kChunkBlocks = kChunkKeys / 8;
 #pragma unroll
     for (int chunk = 0; chunk < kPartKeys / kChunkKeys; ++chunk) {
