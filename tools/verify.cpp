@@ -168,8 +168,7 @@ int run_verify(const std::vector<std::string>& raw) {
   std::vector<BackendChoice> targets;
   if (which == "all" || which == "cpu") targets.push_back({{DeviceKind::cpu, 0}, std::nullopt});
   if (which != "cpu") {
-    if (cuda_available()) targets.push_back(which == "sm90" || which == "sm80" ? pick_backend(which)
-                                                                              : BackendChoice{{DeviceKind::cuda, 0}, {}});
+    if (cuda_available()) targets.push_back(pick_backend(which == "all" ? "cuda" : which));
     else if (which != "all") throw UsageError("--backend: " + which + " requested but no CUDA device is available");
     else std::printf("no CUDA device: verifying the CPU reference only\n");
   }

@@ -19,8 +19,8 @@ from ._ranges import Ranges
 CRITERIA = ("running", "previous")
 ORDERS = ("descending", "alternate", "diagonal_first")
 # "auto": by the tensors' device (the CPU reference for CPU tensors, sm90 on compute capability
-# 9.0 where the shape is within its limits, else sm80 on GPUs of 8.0 and newer); a named backend that cannot serve the device is a
-# ValueError naming `backend`, raised by the C++ core at the call.
+# 9.0 where the shape is within its limits, else sm80 on GPUs of 8.0 and newer); a named backend
+# that cannot serve the device is a ValueError naming `backend`, raised by the C++ core at the call.
 BACKENDS = ("auto", "cpu", "sm90", "sm80")
 _DTYPES = ("float32", "bfloat16", "float16")
 

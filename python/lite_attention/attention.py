@@ -38,10 +38,9 @@ class LiteAttention:
         cpu_threads: CPU worker threads (0: all cores).
         backend: 'auto' (default: by the inputs' device: the CPU reference for CPU arrays, 'sm90'
             on compute capability 9.0 unless the shape exceeds its limits, else 'sm80' on GPUs of
-            8.0 and newer), or 'cpu', 'sm90'
-            (the Hopper kernel) or 'sm80' (the portable kernel; on Hopper a fallback). A backend
-            that cannot serve the inputs' device is a ValueError naming backend, at the call.
-            Skip states carry over between backends (they use the same tiles).
+            8.0 and newer), or 'cpu', 'sm90' (the Hopper kernel) or 'sm80' (the portable kernel;
+            on Hopper a fallback). A backend that cannot serve the inputs' device is a ValueError
+            naming backend, at the call. Skip states carry over between backends (same tiles).
     Accepted for upstream compatibility and ignored: max_batch_size (states are sized per
     call), reverse_skip_list. use_int8=True warns and runs in the input dtype.
     """

@@ -92,8 +92,9 @@ StateKey state_key(const AttentionArgs& args) {
   key.len_k = args.k.shape[1];
   key.dtype = args.q.dtype;
   key.device = args.q.device;
-  const Backend backend = args.q.device.kind == DeviceKind::cpu ? Backend::cpu : Backend::sm90;  // same shapes
-  key.tile = (backend == Backend::cpu && args.cpu_tile) ? *args.cpu_tile : tile_shape(backend, key.head_dim, key.dtype);
+  // Every backend uses the same tile shapes; the CPU reference may be given another.
+  const bool cpu_tile = args.q.device.kind == DeviceKind::cpu && args.cpu_tile;
+  key.tile = cpu_tile ? *args.cpu_tile : tile_shape(Backend::cpu, key.head_dim, key.dtype);
   key.with_row_max = args.skip.criterion == Criterion::previous;
   return key;
 }

@@ -19,17 +19,40 @@ void throw_cuda_error(cudaError_t code, const char* expression, const char* file
                   ") in " + expression + " at " + file + ":" + std::to_string(line));
 }
 
-int sm_count(int device) {
-  static std::array<std::atomic<int>, 64> cache{};
+namespace {
+
+// A device property that cannot change while the process runs, read once per device (devices
+// 0-63; others are read every time). Every call selects a backend by the capability and sizes
+// a persistent grid by the SM count, so neither may cost a runtime query per call.
+int device_property(std::array<std::atomic<int>, 64>& cache, int device, int (*read)(int)) {
   const bool cacheable = device >= 0 && device < int(cache.size());
   if (cacheable) {
     const int cached = cache[device].load(std::memory_order_relaxed);
     if (cached > 0) return cached;
   }
+  const int value = read(device);
+  if (cacheable) cache[device].store(value, std::memory_order_relaxed);
+  return value;
+}
+
+int read_sm_count(int device) {
   int count = 0;
   LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  if (cacheable) cache[device].store(count, std::memory_order_relaxed);
   return count;
+}
+
+int read_capability(int device) {
+  int major = 0, minor = 0;
+  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major * 10 + minor;
+}
+
+}  // namespace
+
+int sm_count(int device) {
+  static std::array<std::atomic<int>, 64> cache{};
+  return device_property(cache, device, read_sm_count);
 }
 
 DeviceGuard::DeviceGuard(int device) {
@@ -57,10 +80,8 @@ int cuda_device_count() {
 }
 
 int cuda_device_capability(int device) {
-  int major = 0, minor = 0;
-  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major * 10 + minor;
+  static std::array<std::atomic<int>, 64> cache{};
+  return cuda::device_property(cache, device, cuda::read_capability);
 }
 
 void* cuda_allocate(std::size_t bytes, int device) {
