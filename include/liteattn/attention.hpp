@@ -83,8 +83,13 @@ void attention(const AttentionArgs& args);
 // Convenience: shapes and resets `state` as needed (a new key resets it), then runs.
 void attention(AttentionArgs args, SkipState& state);
 
-// Which backends this build and this machine can run.
+// Which backends this build and this machine can run: the CPU reference and each GPU kernel that
+// serves at least one visible GPU.
 bool cuda_available();
 std::vector<Backend> available_backends();
+// Which backends can run on `device`: the CPU reference for the CPU, the kernels that serve a
+// GPU's compute capability for a GPU (ArgumentError("device") for an index that is not a visible
+// GPU, or any GPU in a build without CUDA).
+std::vector<Backend> available_backends(const Device& device);
 
 }  // namespace liteattn

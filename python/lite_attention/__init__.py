@@ -26,12 +26,35 @@ def cuda_available() -> bool:
     return _ext.cuda_available()
 
 
-def available_backends():
+def available_backends(device=None):
     """Backends this build and this machine can run, e.g. ['cpu', 'sm90', 'sm80'] on a Hopper GPU
     ('sm90': the Hopper kernel, compute capability 9.0 only; 'sm80': the portable kernel, 8.0 and
     newer) or ['cpu', 'sm80'] on an Ampere or Ada GPU. Any of them (or 'auto') is a valid
-    ``backend=`` of LiteAttention and attention() for inputs on the device it serves."""
-    return list(_ext.available_backends())
+    ``backend=`` of LiteAttention and attention() for inputs on the device it serves.
+
+    device: None for every backend that serves at least one of the machine's devices, or one
+    device ('cpu', 'cuda', 'cuda:1', a GPU index, or a torch.device) for the backends that serve
+    it: ['cpu'] for the CPU, the GPU's kernels for a GPU ('cuda' alone means GPU 0)."""
+    if device is None:
+        return list(_ext.available_backends())
+    return list(_ext.available_backends(_device_pair(device)))
+
+
+def _device_pair(device):
+    """(kind, index) of a device given as 'cpu', 'cuda', 'cuda:N', an int N (a GPU) or an object
+    with .type and .index such as torch.device."""
+    expected = "expected 'cpu', 'cuda', 'cuda:N', a GPU index or a torch.device"
+    if isinstance(device, bool):
+        raise TypeError(f"device: {expected}, got {device!r}")
+    if isinstance(device, int):
+        return ("cuda", device)
+    if hasattr(device, "type") and hasattr(device, "index"):
+        return (str(device.type), 0 if device.index is None else int(device.index))
+    if isinstance(device, str):
+        kind, _, index = device.partition(":")
+        if kind in ("cpu", "cuda") and (not index or (index.isdigit() and kind == "cuda")):
+            return (kind, int(index) if index else 0)
+    raise (ValueError if isinstance(device, str) else TypeError)(f"device: {expected}, got {device!r}")
 
 
 # Register the torch.library ops up front when torch is installed, so that the first call inside

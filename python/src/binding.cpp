@@ -409,11 +409,24 @@ NB_MODULE(_ext, m) {
         "LSE merge of partial results over disjoint key sets (CPU arrays).");
 
   m.def("cuda_available", &liteattn::cuda_available);
-  m.def("available_backends", [] {
-    std::vector<std::string> names;
-    for (auto b : liteattn::available_backends()) names.emplace_back(liteattn::to_string(b));
-    return names;
-  });
+  // device: None (every backend that serves this machine) or (kind, index), kind "cpu" or "cuda".
+  m.def(
+      "available_backends",
+      [](std::optional<std::pair<std::string, int>> device) {
+        std::vector<liteattn::Backend> backends;
+        if (!device) {
+          backends = liteattn::available_backends();
+        } else {
+          if (device->first != "cpu" && device->first != "cuda")
+            throw liteattn::ArgumentError("device", "expected 'cpu' or 'cuda', got '" + device->first + "'");
+          const auto kind = device->first == "cpu" ? liteattn::DeviceKind::cpu : liteattn::DeviceKind::cuda;
+          backends = liteattn::available_backends(liteattn::Device{kind, device->second});
+        }
+        std::vector<std::string> names;
+        for (auto b : backends) names.emplace_back(liteattn::to_string(b));
+        return names;
+      },
+      "device"_a = nb::none());
 
   // ThresholdSchedule JSON, through the C++ reader and writer (the Python class mirrors them).
   m.def("schedule_to_json", [](const std::vector<float>& thresholds, int warmup) {

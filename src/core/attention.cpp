@@ -1,6 +1,8 @@
 // Dispatch: picks the backend for the tensors' device, resolves the plan, runs.
 #include "liteattn/attention.hpp"
 
+#include <algorithm>
+
 #include "core/backends.hpp"
 #include "liteattn/error.hpp"
 #include "plan.hpp"
@@ -37,14 +39,37 @@ std::string capability_string(int capability) {
 
 }  // namespace
 
+std::vector<Backend> available_backends(const Device& device) {
+  if (device.kind == DeviceKind::cpu) return {Backend::cpu};
+  std::vector<Backend> backends;
+#if defined(LITEATTN_WITH_CUDA)
+  const int count = cuda_device_count();
+  if (device.index < 0 || device.index >= count)
+    throw ArgumentError("device", "expected a GPU index in [0, " + std::to_string(count) + "), got " +
+                                      std::to_string(device.index));
+  const int capability = cuda_device_capability(device.index);
+  if (capability == kHopperCapability) backends.push_back(Backend::sm90);
+  if (capability >= kPortableMinCapability) backends.push_back(Backend::sm80);
+#else
+  throw ArgumentError("device", "expected the CPU: this build of liteattn has no CUDA support, got " + to_string(device));
+#endif
+  return backends;
+}
+
 std::vector<Backend> available_backends() {
+  // The CPU reference, then each GPU kernel that serves at least one visible GPU (a machine may
+  // mix GPU generations).
   std::vector<Backend> backends{Backend::cpu};
 #if defined(LITEATTN_WITH_CUDA)
-  if (cuda_available()) {
-    const int capability = cuda_device_capability(0);
-    if (capability == kHopperCapability) backends.push_back(Backend::sm90);
-    if (capability >= kPortableMinCapability) backends.push_back(Backend::sm80);
-  }
+  const int count = cuda_device_count();
+  for (Backend kernel : {Backend::sm90, Backend::sm80})
+    for (int index = 0; index < count; ++index) {
+      const auto on_device = available_backends(Device{DeviceKind::cuda, index});
+      if (std::find(on_device.begin(), on_device.end(), kernel) != on_device.end()) {
+        backends.push_back(kernel);
+        break;
+      }
+    }
 #endif
   return backends;
 }

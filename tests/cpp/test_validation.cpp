@@ -2,6 +2,7 @@
 // a rejected call leaves the outputs and the state exactly as they were.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -247,6 +248,26 @@ TEST(Validation, ParsersNameTheirArgument) {
   EXPECT_EQ(liteattn::parse_dtype("bf16", "dtype"), DType::bf16);
   EXPECT_EQ(liteattn::parse_visit_order("diagonal_first", "order"), liteattn::VisitOrder::diagonal_first);
   EXPECT_EQ(liteattn::parse_criterion("previous", "c"), liteattn::Criterion::previous);
+}
+
+TEST(Validation, AvailableBackendsPerDevice) {
+  using liteattn::Backend;
+  const auto all = liteattn::available_backends();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front(), Backend::cpu);
+  EXPECT_EQ(liteattn::available_backends(liteattn::Device{}), std::vector<Backend>{Backend::cpu});
+  // An index that is not a visible GPU: every index here without a GPU or without CUDA support.
+#if defined(LITEATTN_WITH_CUDA)
+  const int gpus = liteattn::cuda_device_count();
+#else
+  const int gpus = 0;
+#endif
+  for (int index : {-1, gpus})
+    EXPECT_EQ(argument_of([&] { liteattn::available_backends(liteattn::Device{DeviceKind::cuda, index}); }), "device");
+  for (int index = 0; index < gpus; ++index) {  // the machine's list is the CPU plus each GPU's kernels
+    for (Backend b : liteattn::available_backends(liteattn::Device{DeviceKind::cuda, index}))
+      EXPECT_NE(std::find(all.begin(), all.end(), b), all.end()) << liteattn::to_string(b);
+  }
 }
 
 }  // namespace

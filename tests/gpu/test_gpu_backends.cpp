@@ -107,6 +107,20 @@ struct DeviceProblem {
       args.lse.device = kGpu;
     }
   }
+  // The bytes of out, copied to the host once the device is idle.
+  std::vector<std::uint8_t> out_bytes() const {
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<std::uint8_t> bytes(out.bytes);
+    CUDA_OK(cudaMemcpy(bytes.data(), out.ptr, out.bytes, cudaMemcpyDeviceToHost));
+    return bytes;
+  }
+  // Skipping calls at threshold -6 in the alternating visit order: the set-up of the tests that
+  // repeat a trajectory (determinism, graph replay).
+  void skip_alternating() {
+    args.skip.enabled = true;
+    args.skip.threshold = -6.0f;
+    args.skip.order = VisitOrder::alternate;
+  }
 };
 
 enum class Layout { contiguous, padded, packed_qkv };
@@ -686,20 +700,15 @@ TEST(GpuBackend, Deterministic) {
   p.randomize(11);
   p.add_locality(0.1);
   DeviceProblem d(p, false);
+  d.skip_alternating();
   AttentionArgs& a = d.args;
-  a.skip.enabled = true;
-  a.skip.threshold = -6.0f;
-  a.skip.order = VisitOrder::alternate;
   SkipState s1, s2;
   for (int step = 0; step < 3; ++step) {
     liteattn::attention(a, s1);
-    CUDA_OK(cudaDeviceSynchronize());
-    std::vector<std::uint8_t> first(d.out.bytes), second(d.out.bytes);
-    CUDA_OK(cudaMemcpy(first.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
+    const auto first = d.out_bytes();
     CUDA_OK(cudaMemset(d.out.ptr, 0, d.out.bytes));
     liteattn::attention(a, s2);
-    CUDA_OK(cudaDeviceSynchronize());
-    CUDA_OK(cudaMemcpy(second.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
+    const auto second = d.out_bytes();
     EXPECT_TRUE(first == second) << "step " << step << ": outputs differ between identical calls";
     EXPECT_TRUE(s1.read_mask() == s2.read_mask()) << "step " << step << ": masks differ";
     EXPECT_EQ(s1.stats().computed(), s2.stats().computed());
@@ -714,10 +723,8 @@ TEST(GpuBackend, CudaGraphReplayMatchesDirectCalls) {
   p.randomize(21);
   p.add_locality(0.002);
   DeviceProblem d(p, false);
+  d.skip_alternating();
   AttentionArgs& a = d.args;
-  a.skip.enabled = true;
-  a.skip.threshold = -6.0f;
-  a.skip.order = VisitOrder::alternate;
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   a.stream = stream;
@@ -727,9 +734,7 @@ TEST(GpuBackend, CudaGraphReplayMatchesDirectCalls) {
   std::vector<std::vector<std::uint32_t>> masks;
   for (int step = 0; step < 3; ++step) {
     liteattn::attention(a, direct);
-    CUDA_OK(cudaStreamSynchronize(stream));
-    outs.emplace_back(d.out.bytes);
-    CUDA_OK(cudaMemcpy(outs.back().data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
+    outs.push_back(d.out_bytes());
     masks.push_back(direct.read_mask());
   }
   graphed.prepare(liteattn::state_key(a), stream);
@@ -743,10 +748,7 @@ TEST(GpuBackend, CudaGraphReplayMatchesDirectCalls) {
   for (int step = 0; step < 3; ++step) {
     CUDA_OK(cudaMemset(d.out.ptr, 0, d.out.bytes));
     CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    std::vector<std::uint8_t> out(d.out.bytes);
-    CUDA_OK(cudaMemcpy(out.data(), d.out.ptr, d.out.bytes, cudaMemcpyDeviceToHost));
-    EXPECT_TRUE(out == outs[std::size_t(step)]) << "replay " << step << ": output differs from the direct call";
+    EXPECT_TRUE(d.out_bytes() == outs[std::size_t(step)]) << "replay " << step << ": output differs from the direct call";
     EXPECT_TRUE(graphed.read_mask() == masks[std::size_t(step)]) << "replay " << step << ": mask differs";
   }
   std::printf("graph replay: sparsity after 3 replays %.3f\n", graphed.stats().next_sparsity());

@@ -94,6 +94,60 @@ def test_backend_reaches_calibrate():
         la.calibrate(w, budget=0.05, cpu_tile=(16, 16), candidates=[-1, -3, -8], backend="sm80")
 
 
+def test_available_backends_per_device():
+    assert BACKENDS[0] == "cpu" and set(BACKENDS) <= {"cpu", "sm90", "sm80"}
+    assert la.available_backends("cpu") == ["cpu"]
+    expected = r"device: expected 'cpu', 'cuda', 'cuda:N', a GPU index or a torch\.device"
+    for bad in ("gpu", "cpu:1", "cuda:x", "cuda:-1", ""):
+        with pytest.raises(ValueError, match=rf"{expected}, got {bad!r}"):
+            la.available_backends(bad)
+    for bad in (True, 1.5, [0]):
+        with pytest.raises(TypeError, match=expected):
+            la.available_backends(bad)
+    # A GPU index that is not a visible GPU (every index in a build without CUDA or without a GPU).
+    gpus = len(_cuda_devices()) if la.cuda_available() else 0
+    for index in (gpus, -1):
+        with pytest.raises(ValueError, match=r"device: expected"):
+            la.available_backends(index)
+    with pytest.raises(ValueError, match=r"device: expected"):
+        la.available_backends(f"cuda:{gpus}")
+
+
+def _cuda_devices():
+    """The visible GPUs' indices, through torch when it has CUDA, else through the library."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return list(range(torch.cuda.device_count()))
+    except ImportError:
+        pass
+    indices = []
+    while True:  # the library's own view: probe until an index is rejected
+        try:
+            la.available_backends(len(indices))
+        except ValueError:
+            return indices
+        indices.append(len(indices))
+
+
+@pytest.mark.skipif(not la.cuda_available(), reason="needs a GPU")
+def test_available_backends_of_each_gpu_make_up_the_machines():
+    union = {"cpu"}
+    for index in _cuda_devices():
+        on_gpu = la.available_backends(index)
+        assert on_gpu == la.available_backends(f"cuda:{index}")
+        assert set(on_gpu) <= {"sm90", "sm80"}
+        assert "sm90" not in on_gpu or "sm80" in on_gpu  # a Hopper GPU runs the portable kernel too
+        union |= set(on_gpu)
+    assert set(BACKENDS) == union and la.available_backends("cuda") == la.available_backends(0)
+    if HAS_TORCH:
+        import torch
+
+        assert la.available_backends(torch.device("cuda", 0)) == la.available_backends(0)
+        assert la.available_backends(torch.device("cpu")) == ["cpu"]
+
+
 # --- torch on the CPU: the eager path and the op (what torch.compile and CUDA graphs call) ---------
 torch_only = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 
