@@ -8,6 +8,25 @@ from __future__ import annotations
 import importlib.util as _ilu
 import os as _os
 
+
+def _torch_installed() -> bool:
+    try:
+        return _ilu.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# torch (when installed and wanted: LITE_ATTENTION_NO_TORCH=1 opts out) is imported before the
+# extension loads, so that torch's libraries always come first in the process. An extension
+# whose toolchain linked libstdc++ statically crashed a torch imported after it (the extension is
+# also linked so that this cannot happen: python/CMakeLists.txt).
+_WITH_TORCH = _torch_installed() and not _os.environ.get("LITE_ATTENTION_NO_TORCH")
+if _WITH_TORCH:
+    try:
+        import torch as _torch  # noqa: F401
+    except ImportError:  # a torch that cannot be imported: NumPy / CuPy still work
+        _WITH_TORCH = False
+
 from . import _ext
 from ._core import SkipState, SkipStats, StateKey, state_layout
 from .attention import LiteAttention, SeqParallelLiteAttention, find_lite_attention, reset_skip_states, set_step
@@ -57,19 +76,12 @@ def _device_pair(device):
     raise (ValueError if isinstance(device, str) else TypeError)(f"device: {expected}, got {device!r}")
 
 
-# Register the torch.library ops up front when torch is installed, so that the first call inside
-# torch.compile does not import and register them while tracing. LITE_ATTENTION_NO_TORCH=1 skips it.
-def _torch_installed() -> bool:
-    try:
-        return _ilu.find_spec("torch") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-if _torch_installed() and not _os.environ.get("LITE_ATTENTION_NO_TORCH"):
+# Register the torch.library ops up front when torch is imported, so that the first call inside
+# torch.compile does not import and register them while tracing.
+if _WITH_TORCH:
     try:
         from . import _torch_ops  # noqa: F401
-    except ImportError:  # a torch that cannot be imported: NumPy / CuPy still work
+    except ImportError:  # a torch without torch.library: NumPy / CuPy still work
         pass
 
 __all__ = [

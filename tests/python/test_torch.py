@@ -20,6 +20,27 @@ def drifting(step, L=128, H=2, D=32, dtype=torch.float32, device="cpu"):
     return t, t, tq((1, L, H, D), 1, dtype, device)
 
 
+@pytest.mark.parametrize("no_torch_ops", [False, True])
+def test_lite_attention_imported_before_torch(no_torch_ops):
+    """lite_attention first, torch after it, in a fresh interpreter: torch's own import must not
+    trip over what the extension loaded (an extension that exported a statically linked
+    libstdc++'s unique symbols crashed it), and both must work after."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import lite_attention as la\n"
+            "import torch\n"
+            "q = torch.randn(1, 64, 2, 16)\n"
+            "out = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))(q, q, q)\n"
+            "ref = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, q, q)))\n"
+            "assert torch.allclose(out, ref.transpose(1, 2), atol=1e-4), (out - ref.transpose(1, 2)).abs().max()\n"
+            "print('ok')\n")
+    env = dict(os.environ, LITE_ATTENTION_NO_TORCH="1") if no_torch_ops else dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
 def test_torch_matches_numpy_and_returns_tensors():
     a_np = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
     a_t = la.LiteAttention(threshold=-1.0, cpu_tile=(16, 16))
