@@ -1,5 +1,6 @@
 // Small device helpers of the Hopper kernel: packing to 16-bit pairs (cutlass element types),
-// one warpgroup GEMM, and the work tile behind a linear index (scalar math: cuda/device_math.cuh).
+// the online softmax's lazy reference, one warpgroup GEMM, and the work tile behind a linear
+// index (scalar math: cuda/device_math.cuh).
 #pragma once
 
 #include "cuda/device_math.cuh"
@@ -22,6 +23,33 @@ __device__ __forceinline__ uint32_t pack2<cutlass::bfloat16_t>(float a, float b)
 template <>
 __device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
   return cuda::pack_f16x2(a, b);
+}
+
+// The online softmax's lazy reference. A row's weights are exp2(s * scale_log2 - offset) against
+// a reference that moves to the row's running max only when that max has grown more than kLazyRescaleLog2 (log2 units) past it. Until then the weights stay
+// below 2^kLazyRescaleLog2, well inside fp32 and the 16-bit P, and O and the row sum need no
+// rescale: past a row's first tiles its max rarely grows that much (+0.7-1.4 % dense on H100,
+// bench/NOTES.md run 44; the portable kernel keeps the exact reference: there the per-row branch
+// cost 3-9 %). The first finite max, NaN and +inf always move it (the comparison is false for
+// NaN), so non-finite scores propagate as with an exact reference.
+constexpr float kLazyRescaleLog2 = 8.f;
+
+// Moves `reference` to `running_max` when needed; returns the factor by which O and the row sum
+// must be rescaled (1 when it stays). A row that has seen only -inf scores has nothing to
+// accumulate: its factor is 1, not exp2(-inf + inf) = NaN.
+__device__ __forceinline__ float advance_reference(float running_max, float& reference, float scale_log2) {
+  float scale = 1.f;
+  if (!((running_max - reference) * scale_log2 <= kLazyRescaleLog2)) {
+    if (running_max != neg_inf()) scale = fast_exp2((reference - running_max) * scale_log2);
+    reference = running_max;
+  }
+  return scale;
+}
+
+// The weights' exponent offset: 0 while the reference is -inf, so that -inf scores give
+// exp2(-inf) = 0 rather than NaN.
+__device__ __forceinline__ float weight_offset(float reference, float scale_log2) {
+  return reference == neg_inf() ? 0.f : reference * scale_log2;
 }
 
 // Issues one warpgroup GEMM (all k blocks) as one wgmma batch. wait < 0: leave it in flight.
