@@ -38,9 +38,9 @@ def main():
 
     workload = la.VideoWorkload(args.preset)
     like = torch.empty(0)
-    # The CLI evaluates bf16 inputs. calibrate()'s relative_l1 cannot read bf16 torch tensors
-    # (NumPy has no bfloat16), so it gets the bf16-rounded inputs as fp32: the same logits, an
-    # fp32 output instead of a bf16-rounded one.
+    # The CLI evaluates bf16 inputs; calibrate() gets the bf16-rounded inputs as fp32 (the same
+    # logits, an fp32 output instead of a bf16-rounded one), as when docs/evaluation.md's schedules
+    # were recorded: relative_l1 could not read bf16 torch tensors then (it widens them now).
     trajectory = lambda s: tuple(x.float() for x in workload.generate(s, "bfloat16", like=like))
     os.makedirs(args.out_dir, exist_ok=True)
     paths = []

@@ -21,8 +21,9 @@ commands:
           [--criterion running|previous] [--order descending|alternate|diagonal_first]
           [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--png FILE.png]
           [--png-head H]
-  verify  random shapes (odd lengths included), every available backend against the CPU
-          reference and an fp64 dense reference; exits 1 on any failure
+  verify  random shapes (odd lengths included): the CPU reference and the GPU's default kernel
+          (or the one --backend names) against the CPU reference and an fp64 dense reference;
+          exits 1 on any failure
           [--backend all|cpu|cuda|sm90|sm80] [--cases N] [--seed S]
   bench   dense vs sparse timing for a backend and shape
           [--backend auto|cpu|cuda|sm90|sm80] [--batch B] [--len L] [--heads H] [--head-dim D]

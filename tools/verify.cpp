@@ -1,5 +1,6 @@
-// liteattn verify: random shapes (odd lengths included), every available backend against the
-// CPU reference and an independent fp64 replay under the same read mask.
+// liteattn verify: random shapes (odd lengths included), the CPU reference and the GPU's default
+// kernel (or the named one) against the CPU reference and an independent fp64 replay under the
+// same read mask.
 #include <cmath>
 #include <cstdio>
 #include <random>
