@@ -23,6 +23,42 @@ import time
 DEFAULT_SHAPES = "1,32760,40;1,32760,12;1,75600,40;1,8192,40"
 
 
+class ClockSampler:
+    """Samples the GPU's SM clock (MHz) and power draw (W) every 250 ms through nvidia-smi while
+    a series runs: these cards hit their power limit under attention, so a series' speed goes
+    with the clock it held, and runs on different machines compare only alongside it. summary()
+    gives the medians, or None where nvidia-smi is missing or printed nothing usable."""
+
+    def __enter__(self):
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits",
+                                          "-lms", "250"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            self.proc = None
+        self.lines = []
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.lines = self.proc.communicate()[0].splitlines()
+
+    def summary(self):
+        clocks, watts = [], []
+        for line in self.lines:
+            fields = [f.strip() for f in line.split(",")]
+            try:
+                clock, power = float(fields[0]), float(fields[1])
+            except (IndexError, ValueError):
+                continue  # "[N/A]" or a partial line at termination
+            clocks.append(clock)
+            watts.append(power)
+        if not clocks:
+            return None
+        median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        return {"samples": len(clocks), "sm_clock_mhz_median": median(clocks), "power_w_median": median(watts)}
+
+
 def cudnn_times(shapes, dim, repeats):
     """Median ms of torch SDPA with only the cuDNN backend enabled, bf16, (B, L, H, D) inputs."""
     import torch
@@ -165,15 +201,21 @@ def main():
     args = ap.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")]
 
-    proc = subprocess.run([args.bench, "--shapes", args.shapes, "--dim", str(args.dim), "--repeats", str(args.repeats),
-                           "--workload", "0" if args.no_workload else "1"],
-                          capture_output=True, text=True)
+    with ClockSampler() as ours_clock:
+        proc = subprocess.run([args.bench, "--shapes", args.shapes, "--dim", str(args.dim), "--repeats", str(args.repeats),
+                               "--workload", "0" if args.no_workload else "1"],
+                              capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr, file=sys.stderr)
         sys.exit(f"{args.bench} failed with exit code {proc.returncode}")
     print(proc.stderr, end="", file=sys.stderr)  # host overheads, workload generation and threshold search
-    result = postprocess(json.loads(proc.stdout), {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats))
+    with ClockSampler() as cudnn_clock:
+        cudnn = {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats)
+    result = postprocess(json.loads(proc.stdout), cudnn)
     result["env"] = environment()
+    # Whole-series medians: ours over every call of the C++ benchmark (dense, detection, sparse,
+    # workload; its host-side workload generation idles the GPU in between), cuDNN over its runs.
+    result["clocks"] = {"liteattn": ours_clock.summary(), "cudnn": None if args.no_cudnn else cudnn_clock.summary()}
 
     os.makedirs(args.out, exist_ok=True)
     stamp = result["env"]["date"][:10]
@@ -183,6 +225,10 @@ def main():
     plotted = plot(result, base + ".png")
 
     print_table(result)
+    for series, c in result["clocks"].items():
+        if c:
+            print(f"{series}: SM clock median {c['sm_clock_mhz_median']:.0f} MHz, power median {c['power_w_median']:.0f} W"
+                  f" ({c['samples']} samples)")
     print("wrote", base + ".json", "and .png" if plotted else "(no plot)")
 
 
