@@ -6,6 +6,7 @@ DLPack: the same module serves PyTorch, NumPy and CuPy arrays; no libtorch linka
 from __future__ import annotations
 
 import importlib.util as _ilu
+import numbers as _numbers
 import os as _os
 
 
@@ -65,8 +66,8 @@ def _device_pair(device):
     expected = "expected 'cpu', 'cuda', 'cuda:N', a GPU index or a torch.device"
     if isinstance(device, bool):
         raise TypeError(f"device: {expected}, got {device!r}")
-    if isinstance(device, int):
-        return ("cuda", device)
+    if isinstance(device, _numbers.Integral):  # int, NumPy integers
+        return ("cuda", int(device))
     if hasattr(device, "type") and hasattr(device, "index"):
         return (str(device.type), 0 if device.index is None else int(device.index))
     if isinstance(device, str):

@@ -97,6 +97,8 @@ def test_backend_reaches_calibrate():
 def test_available_backends_per_device():
     assert BACKENDS[0] == "cpu" and set(BACKENDS) <= {"cpu", "sm90", "sm80"}
     assert la.available_backends("cpu") == ["cpu"]
+    with pytest.raises(ValueError, match=r"device: expected"):  # a NumPy integer is a GPU index too
+        la.available_backends(np.int64(-1))
     expected = r"device: expected 'cpu', 'cuda', 'cuda:N', a GPU index or a torch\.device"
     for bad in ("gpu", "cpu:1", "cuda:x", "cuda:-1", ""):
         with pytest.raises(ValueError, match=rf"{expected}, got {bad!r}"):
