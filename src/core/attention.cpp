@@ -27,6 +27,7 @@ bool cuda_available() {
 #endif
 }
 
+#if defined(LITEATTN_WITH_CUDA)
 namespace {
 
 // The portable kernel needs the m16n8k16 bf16/fp16 MMA and cp.async of compute capability 8.0.
@@ -38,6 +39,7 @@ std::string capability_string(int capability) {
 }
 
 }  // namespace
+#endif
 
 std::vector<Backend> available_backends(const Device& device) {
   if (device.kind == DeviceKind::cpu) return {Backend::cpu};
@@ -125,8 +127,7 @@ StateKey state_key(const AttentionArgs& args) {
 }
 
 void attention(const AttentionArgs& args) {
-  validate(args);
-  const Backend backend = select_backend(args);
+  const Backend backend = validate_and_select(args);
   const CallPlan plan = make_plan(args, backend);
   switch (backend) {
     case Backend::cpu: return run_cpu(args, plan);

@@ -49,8 +49,11 @@ struct CallPlan {
   TileRangeList dense_queries;  // query tiles that run dense
 };
 
-// Every check of validate() except those of the skip state (used before a state is shaped).
-void validate_without_state(const AttentionArgs& args);
+// Every check of validate() except those of the skip state (used before a state is shaped);
+// returns the backend that serves the call (select_backend, which the checks need anyway).
+Backend validate_without_state(const AttentionArgs& args);
+// validate(), returning the serving backend, so that a call selects it once.
+Backend validate_and_select(const AttentionArgs& args);
 
 // Resolves validated arguments into a plan (does not validate).
 CallPlan make_plan(const AttentionArgs& args, Backend backend);

@@ -75,7 +75,7 @@ bool ranges_overlap(const std::vector<TokenRange>& a, const std::vector<TokenRan
 
 }  // namespace
 
-void validate_without_state(const AttentionArgs& args) {
+Backend validate_without_state(const AttentionArgs& args) {
   check_tensor(args.q, "q", "(B, Lq, H, D)");
   check_tensor(args.k, "k", "(B, Lk, Hkv, D)");
   check_tensor(args.v, "v", "(B, Lk, Hkv, D)");
@@ -155,16 +155,17 @@ void validate_without_state(const AttentionArgs& args) {
 
   // Last, as it asks the GPU for its capability: args.backend against the device, and the rules
   // of the kernel that will serve the call.
-  [[maybe_unused]] const Backend backend = select_backend(args);
+  const Backend backend = select_backend(args);
 #if defined(LITEATTN_WITH_CUDA)
   if (backend == Backend::sm90) check_sm90_args(args);
   if (backend == Backend::sm80) check_sm80_args(args);
 #endif
+  return backend;
 }
 
-void validate(const AttentionArgs& args) {
-  validate_without_state(args);
-  if (!args.skip.enabled) return;
+Backend validate_and_select(const AttentionArgs& args) {
+  const Backend backend = validate_without_state(args);
+  if (!args.skip.enabled) return backend;
   require(args.state.defined(), "state", "skipping is enabled: expected a skip state (or disable skipping)");
   const StateKey expected = state_key(args);
   require(args.state.key == expected, "state", [&] {
@@ -173,6 +174,9 @@ void validate(const AttentionArgs& args) {
   require(!expected.with_row_max || args.state.row_max != nullptr, "state",
           "the 'previous' criterion needs the row-max buffer");
   require(args.state.row_visits != nullptr && args.state.kept != nullptr, "state", "incomplete buffers");
+  return backend;
 }
+
+void validate(const AttentionArgs& args) { validate_and_select(args); }
 
 }  // namespace liteattn
