@@ -4,9 +4,14 @@ A skipping call gives each work tile (b, h, query tile) a different number of vi
 tiles. This script draws them from independent random masks (Binomial(k_tiles, 1 - s), as
 bench/sm90's random-mask points do), adds a fixed cost per work tile, and reports how much
 longer than an even split of the work the slowest CTA runs under
-  - round robin: CTA c runs work tiles c, c + ctas, c + 2 ctas, ... (the static schedule), and
+  - round robin: CTA c runs work tiles c, c + ctas, c + 2 ctas, ... (the static schedule),
   - a shared counter: a CTA takes its next work tile `ahead` work tiles before it needs it
-    (ahead = 1: when it starts the previous one).
+    (ahead = 1: when it starts the previous one), in index order, and
+  - the counter in the Hopper kernel's work order (src/sm90/work_order.hpp): heads by their
+    total work, largest first, query tiles in index order, then the last `--tail-rounds` rounds
+    of positions re-sorted by work, largest first.
+With --head-spread > 0 each head keeps its own fraction of key tiles (a lognormal spread around
+1 - s, as heads differ in a video model), not one fraction for all.
 
 usage: python3 bench/schedule_imbalance.py [--L 8192] [--heads 40] [--ctas 132] [--tile 128x144]
 """
@@ -45,6 +50,16 @@ def shared_counter(work: np.ndarray, ctas: int, ahead: int) -> float:
     return finish
 
 
+def work_order(work: np.ndarray, q_tiles: int, ctas: int, tail_rounds: int) -> np.ndarray:
+    """The work tiles' costs in the order the kernel hands them out (src/sm90/work_order.cu)."""
+    per_head = work.reshape(-1, q_tiles)
+    ordered = per_head[np.argsort(-per_head.sum(axis=1), kind="stable")].reshape(-1)
+    tail = min(tail_rounds * ctas, work.size)
+    if tail == 0:
+        return ordered
+    return np.concatenate([ordered[: work.size - tail], np.sort(ordered[work.size - tail:])[::-1]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--L", type=int, default=8192)
@@ -52,6 +67,8 @@ def main() -> None:
     parser.add_argument("--ctas", type=int, default=132, help="SMs of the card (H100 SXM: 132)")
     parser.add_argument("--tile", default="128x144", help="query x key tile")
     parser.add_argument("--fixed", type=float, default=1.0, help="cost of a work tile beyond its key tiles, in key tiles")
+    parser.add_argument("--tail-rounds", type=int, default=4, help="the work order's sorted tail, in rounds")
+    parser.add_argument("--head-spread", type=float, default=0.0, help="sigma of the heads' log keep fractions")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -62,17 +79,22 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     print(f"L={args.L} H={args.heads}: {work_tiles} work tiles of {k_tiles} key tiles over {args.ctas} CTAs; "
           f"slowest CTA over an even split, mean of {args.trials} trials")
-    print("sparsity  round robin  counter, 2 ahead  counter, 1 ahead")
+    print("sparsity  round robin  counter, 2 ahead  counter, 1 ahead  work order, 2 ahead")
     for sparsity in (0.0, 0.25, 0.5, 0.75, 0.9):
-        excess = {"rr": [], "ahead2": [], "ahead1": []}
+        excess = {"rr": [], "ahead2": [], "ahead1": [], "ordered": []}
         for _ in range(args.trials):
-            work = rng.binomial(k_tiles, 1.0 - sparsity, size=work_tiles) + args.fixed
+            keep = np.full(args.heads, 1.0 - sparsity)
+            if args.head_spread > 0:
+                keep = np.clip(keep * rng.lognormal(0.0, args.head_spread, args.heads), 0.0, 1.0)
+            work = rng.binomial(k_tiles, np.repeat(keep, q_tiles)) + args.fixed
             even = work.sum() / args.ctas
             excess["rr"].append(round_robin(work, args.ctas) / even - 1)
             excess["ahead2"].append(shared_counter(work, args.ctas, 2) / even - 1)
             excess["ahead1"].append(shared_counter(work, args.ctas, 1) / even - 1)
+            ordered = work_order(work, q_tiles, args.ctas, args.tail_rounds)
+            excess["ordered"].append(shared_counter(ordered, args.ctas, 2) / even - 1)
         print(f"{sparsity:8.2f}  {100 * np.mean(excess['rr']):10.1f}%  {100 * np.mean(excess['ahead2']):15.1f}%"
-              f"  {100 * np.mean(excess['ahead1']):15.1f}%")
+              f"  {100 * np.mean(excess['ahead1']):15.1f}%  {100 * np.mean(excess['ordered']):18.1f}%")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command on a GPU machine (H100/H200; other GPUs of compute capability 8.0+ test the portable
 # kernel only): configure and build, run the GPU tests of both kernels, run compute-sanitizer
-# memcheck and racecheck on a small case per kernel, and `liteattn verify --backend cuda`
-# where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
+# memcheck and racecheck on a small case per kernel (and on the Hopper kernel's work order), and
+# `liteattn verify --backend cuda` where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
 #   scripts/gpu_check.sh [build-dir]
 # Environment: CUTLASS_DIR (CUTLASS headers), CMAKE_ARGS (extra configure arguments, e.g.
 # -DCMAKE_PREFIX_PATH=... where GoogleTest lives), JOBS, LOG_DIR, SANITIZER_TIMEOUT.
@@ -53,9 +53,12 @@ if [ "${SKIP_SANITIZER:-0}" = 1 ]; then
 elif command -v compute-sanitizer >/dev/null; then
   for backend in sm90 sm80; do
     for tool in memcheck racecheck; do
-      step "compute-sanitizer --tool $tool (small case, $backend)"
+      step "compute-sanitizer --tool $tool (small case and the work order, $backend)"
+      # The work-order kernel runs before every skipping Hopper call; its own test under sm90 only.
+      filter='GpuBackend.Small'
+      [ $backend = sm90 ] && filter='GpuBackend.Small:WorkOrder.*'
       timeout "${SANITIZER_TIMEOUT:-600}" compute-sanitizer --tool "$tool" --error-exitcode 3 "$GPU_TESTS" --backend=$backend \
-        --gtest_filter='GpuBackend.Small' 2>&1 | tee "$LOG_DIR/sanitizer_${tool}_$backend.log" | tail -6
+        --gtest_filter="$filter" 2>&1 | tee "$LOG_DIR/sanitizer_${tool}_$backend.log" | tail -6
       code=${PIPESTATUS[0]}
       [ "$code" -eq 77 ] && { echo "skipped: no GPU for $backend"; continue; }
       record "$code" "compute-sanitizer $tool ($backend)"

@@ -8,8 +8,8 @@
 #      empty for the tree as it is, or @DIR for another source tree, e.g. an older revision unpacked
 #      with `git archive REV | tar -x -C DIR` into an ignored folder carried along), one benchmark
 #      build per variant;
-#   3. runs the variants' benchmarks interleaved (AB_ROUNDS rounds, default 2) on AB_SHAPES and prints dense and
-#      sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
+#   3. runs the variants' benchmarks interleaved (AB_ROUNDS rounds, default 2) on AB_SHAPES at AB_SPARSITY (random
+#      masks; AB_WORKLOAD=1 adds the workload's masks) and prints dense and sparse TFLOP/s: an A/B comparison on the same card in the same minute, while build-gpu
 #      finishes on the CPU (GPU times come from CUDA events);
 #      each variant's run windows go to ab_windows.txt, and scripts/ab_clock_summary.py $OUT
 #      pairs them with the clock and power samples in smi.csv;
@@ -63,13 +63,15 @@ if [ ${#variants[@]} -gt 0 ]; then
       [ -x "$exe" ] || { echo "variant $name did not build"; tail -5 "/tmp/logs/ab_build_$name.log"; continue; }
       start=$(date +%s.%N)
       # A variant that hangs (a pipeline or barrier bug) must not take the whole call with it.
-      timeout "${AB_RUN_TIMEOUT:-120}" "$exe" --shapes "${AB_SHAPES:-1,32760,40;1,8192,40}" --repeats "${REPEATS:-5}" --sparsity 0.5,0.9 --workload 0 \
+      timeout "${AB_RUN_TIMEOUT:-120}" "$exe" --shapes "${AB_SHAPES:-1,32760,40;1,8192,40}" --repeats "${REPEATS:-5}" --sparsity "${AB_SPARSITY:-0.5,0.9}" --workload "${AB_WORKLOAD:-0}" \
         > /tmp/ab.json 2>>/tmp/logs/ab.err || { echo "variant $name failed"; tail -5 /tmp/logs/ab.err; continue; }
       python3 -c "
 import json; r = json.load(open('/tmp/ab.json'))
 for s in r['shapes']:
     print('round $round', '$name', s['L'], s['H'], 'dense %.0f TF/s, detect %+.1f%%,' % (s['dense_tflops'], 100 * s['detect_overhead']),
-          ' '.join('s=%.2f: %.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s['sparse']))" | tee -a "$OUT/ab.txt"
+          ' '.join('s=%.2f: %.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s['sparse']),
+          ' workload', ' '.join('s=%.2f: %.0f' % (p['sparsity'], p['tflops_on_computed']) for p in s.get('workload_sparse', [])))" | tee -a "$OUT/ab.txt"
+      cp /tmp/ab.json "/tmp/logs/ab_${round}_${name}.json"  # all numbers of the run, in logs.tgz
       # The variant's time window, to match with the clock and power samples in smi.csv.
       echo "$round $name $start $(date +%s.%N)" >> "$OUT/ab_windows.txt"
     done

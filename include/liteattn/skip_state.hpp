@@ -9,7 +9,9 @@
 // swaps correctly on every replay, and no row depends on another row's progress.
 // `kept` holds the B * H counts of key tiles the last call computed, then one word that a GPU
 // kernel hands out its work tiles with (a per-call counter; zeroed with the counts at the start
-// of every call, so concurrent calls on different states never share it).
+// of every call, so concurrent calls on different states never share it), then one word per row
+// where a skipping call on the Hopper kernel puts the order of its work tiles (scratch: written
+// before and read during that call only).
 #pragma once
 
 #include <cstdint>
@@ -43,7 +45,9 @@ struct StateKey {
   std::size_t mask_bytes() const { return 2 * std::size_t(rows() * words_per_row()) * 4; }
   std::size_t row_visits_bytes() const { return std::size_t(rows()) * 4; }
   std::size_t row_max_bytes() const { return with_row_max ? std::size_t(batch * heads * len_q) * 4 : 0; }
-  std::int64_t kept_words() const { return batch * heads + 1; }  // counts, then the work-tile counter
+  // kept: the counts, the work-tile counter, then the work order (one word per row).
+  std::int64_t work_order_offset() const { return batch * heads + 1; }
+  std::int64_t kept_words() const { return work_order_offset() + rows(); }
   std::size_t kept_bytes() const { return std::size_t(kept_words()) * 4; }
   std::size_t total_bytes() const { return mask_bytes() + row_visits_bytes() + row_max_bytes() + kept_bytes(); }
 
@@ -57,7 +61,7 @@ struct SkipStateView {
   std::uint32_t* mask = nullptr;        // 2 * rows * words
   std::uint32_t* row_visits = nullptr;  // rows
   float* row_max = nullptr;             // B * H * Lq raw (unscaled) row maxima; NaN = none yet
-  std::uint32_t* kept = nullptr;        // B * H key tiles computed by the last call, then the work-tile counter
+  std::uint32_t* kept = nullptr;        // B * H key tiles computed by the last call, the work-tile counter, the work order
   // Optional (null: none), not part of the state key's memory: B * H running totals to which
   // every call that updates the state adds its kept counts, for statistics over a trajectory
   // (the caller zeroes it; reset_state leaves it alone).

@@ -179,7 +179,8 @@ class StateKey:
             "mask": 2 * self.rows * self.words_per_row,
             "row_visits": self.rows,
             "row_max": self.batch * self.heads * self.len_q if self.with_row_max else 0,
-            "kept": self.batch * self.heads + 1,  # the counts, then the kernel's work-tile counter
+            # the counts, the kernel's work-tile counter, then its work order (one word per row)
+            "kept": self.batch * self.heads + 1 + self.rows,
         }
 
     @property
@@ -290,9 +291,9 @@ class SkipState:
     """One double-buffered skip state (method.md section 4), owned by the caller: one per
     (attention layer, CFG branch, KV split). Its buffers are arrays of the input's library, on the
     input's device: mask (2 * rows * words uint32), row_visits (rows), row_max (B*H*Lq float32,
-    the 'previous' criterion only), kept (B*H counts + the kernel's work-tile counter) and
-    cumulative (B*H int64 running totals of kept, for statistics: every call that updates the state
-    adds to them in the same kernel)."""
+    the 'previous' criterion only), kept (B*H counts, then the Hopper kernel's work-tile counter and
+    work order: B*H + 1 + rows uint32) and cumulative (B*H int64 running totals of kept, for
+    statistics: every call that updates the state adds to them in the same kernel)."""
 
     def __init__(self):
         self.key: Optional[StateKey] = None
@@ -384,7 +385,7 @@ class SkipState:
         k = self.key
         if k is None:
             return SkipStats()
-        counts = k.batch * k.heads  # kept ends with the work-tile counter's word
+        counts = k.batch * k.heads  # kept goes on with the work-tile counter and the work order
         kept = self.lib.to_numpy(self.kept).view(np.uint32)[:counts].astype(np.int64).reshape(k.batch, k.heads)
         cum = self.lib.to_numpy(self.cumulative).astype(np.int64).reshape(k.batch, k.heads)
         visits = self.lib.to_numpy(self.row_visits).view(np.uint32)

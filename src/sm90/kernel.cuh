@@ -3,7 +3,10 @@
 // Design (FlashAttention-3 family, written for this project):
 // - Persistent grid: one CTA per SM walks the work tiles (b, h, query tile): round-robin in
 //   dense calls; in skipping calls, where work tiles hold different numbers of key tiles, each
-//   CTA takes its next work tile from a per-call counter, so none is left with most of the work.
+//   CTA takes its next work tile from a per-call counter, so none is left with most of the work,
+//   in an order that a small kernel before it writes (work_order.hpp): heads with the most kept
+//   tiles first, each head's query tiles together, the last rounds largest work first, so that
+//   the CTAs also run out of work together.
 // - Warp specialization: warpgroup 0 is the producer (registers given back with setmaxnreg):
 //   its warp 0 issues the TMA loads, its warp 1 owns the skip state, its warp 2 stores O.
 //   Warpgroups 1 and 2 are consumers (64 query rows each, wgmma, online softmax, skip votes;

@@ -10,6 +10,7 @@
 #include "sm90/kernel.cuh"
 #include "sm90/launch.hpp"
 #include "sm90/launch_grid.hpp"
+#include "sm90/work_order.hpp"
 
 namespace liteattn::sm90 {
 
@@ -68,8 +69,10 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   }
   if (plan.skipping) {
     params.state = cuda::SkipStatePointers::of(args.state);
-    // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter.
+    // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter, in
+    // the order enqueue_work_order writes.
     params.work_counter = args.state.kept + plan.batch * plan.heads;
+    params.work_order = args.state.kept + args.state.key.work_order_offset();
   }
 
   params.schedule_warpgroups = info.schedule_warpgroups;
@@ -79,12 +82,24 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   cuda::raise_shared_memory_limit(kernel, T::kSharedBytes, info.device, shared_memory_raised);
 
   auto stream = static_cast<cudaStream_t>(info.stream);
-  if (plan.skipping) {
-    // The kept counts and the work-tile counter after them.
-    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, args.state.key.kept_bytes(), stream));
-  }
   const int grid = int(launch_grid(params.num_work_tiles, info.sm_count, !plan.skipping));
-  kernel<<<grid, T::kThreads, T::kSharedBytes, stream>>>(params);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(grid));
+  config.blockDim = dim3(unsigned(T::kThreads));
+  config.dynamicSmemBytes = T::kSharedBytes;
+  config.stream = stream;
+  cudaLaunchAttribute after_work_order{};
+  if (plan.skipping) {
+    enqueue_work_order(args.state, plan, grid, stream);  // also zeroes the kept counts and the counter
+    // The kernel may launch while the work order is still being written (programmatic dependent
+    // launch): its CTAs set up and wait for it in the skip-state warp (griddepcontrol.wait),
+    // instead of the GPU idling between the two kernels.
+    after_work_order.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    after_work_order.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &after_work_order;
+    config.numAttrs = 1;
+  }
+  LITEATTN_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, params));
   LITEATTN_CUDA_CHECK(cudaGetLastError());
 }
 

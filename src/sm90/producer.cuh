@@ -98,28 +98,31 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // reads never hold up the load warp. Taking it one work tile later balances the CTAs
   // slightly better in simulation (7 % instead of 9 % over an even split at (8192, 40),
   // s = 0.9) but measured no faster on an H100 (bench/NOTES.md, run 11).
+  // The work order, the counter and the kept counts come from the kernel before this one
+  // (work_order.hpp), which may still be running: wait for it (a no-op without one).
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   constexpr int kLag = kLists;
-  int32_t index = blockIdx.x;  // the first work tile of every CTA is static
+  int32_t position = blockIdx.x;  // the first position of every CTA is static
   int n = 0;
   for (;; ++n) {
     if (n >= kLag) drain_slot(n - kLag);
     if (n > 0) {
       if (params.work_counter == nullptr) {
-        index += stride;
+        position += stride;
       } else {
         uint32_t taken = 0;
         if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
-        index = stride + int32_t(__shfl_sync(0xffffffffu, taken, 0));
+        position = stride + int32_t(__shfl_sync(0xffffffffu, taken, 0));
       }
     }
-    if (index >= params.num_work_tiles) {
+    if (position >= params.num_work_tiles) {
       // No more work: an end marker in the slot stops the load warp and the consumers.
       const int slot = n % kLists;
       if (lane == 0) shared.work_index[slot] = -1;
       cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);
       break;
     }
-    fill_slot(n, index);
+    fill_slot(n, params.work_order == nullptr ? position : int32_t(params.work_order[position]));
   }
   // n work tiles were filled; the last kLag - 1 of them are not drained yet (the end marker
   // went into the slot of work tile n - kLag, drained above).

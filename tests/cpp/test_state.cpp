@@ -47,9 +47,10 @@ TEST(State, SizeMatchesTheFormula) {
   EXPECT_EQ(odd.rows(), 2 * 3 * 1);
   EXPECT_EQ(odd.words_per_row(), 1);
   EXPECT_EQ(odd.row_max_bytes(), 2u * 3 * 7 * 4);
-  // The kept counts (B * H) and one word for the GPU kernel's work-tile counter.
-  EXPECT_EQ(odd.kept_words(), 2 * 3 + 1);
-  EXPECT_EQ(odd.total_bytes(), odd.mask_bytes() + odd.row_visits_bytes() + odd.row_max_bytes() + 4u * (2 * 3 + 1));
+  // The kept counts (B * H), one word for the GPU kernel's work-tile counter, one per row for its work order.
+  EXPECT_EQ(odd.work_order_offset(), 2 * 3 + 1);
+  EXPECT_EQ(odd.kept_words(), 2 * 3 + 1 + 2 * 3 * 1);
+  EXPECT_EQ(odd.total_bytes(), odd.mask_bytes() + odd.row_visits_bytes() + odd.row_max_bytes() + 4u * (2 * 3 + 1 + 6));
 }
 
 TEST(State, InitialMaskIsAllOnesBelowNkAndZeroPastIt) {

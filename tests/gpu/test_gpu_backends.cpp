@@ -414,7 +414,7 @@ std::vector<std::string> run_config(const Config& cfg) {
              ", expected " + std::to_string(visited));
     }
 
-    // The Hopper kernel's CTAs take work tiles from the call's counter until they get one past
+    // The Hopper kernel's CTAs take work-order positions from the call's counter until they get one past
     // the end, so the counter ends at exactly the number of work tiles (with the kept counts
     // above and the outputs, this shows each work tile ran once). The portable kernel runs one
     // CTA per work tile and has no counter.
@@ -424,6 +424,17 @@ std::vector<std::string> run_config(const Config& cfg) {
       if (i64(work_counter) != cfg.B * cfg.H * g.nq)
         fail(at + "work-tile counter ends at " + std::to_string(work_counter) + ", expected " +
              std::to_string(cfg.B * cfg.H * g.nq));
+      // The positions it handed out ran the work order, a permutation of the work tiles
+      // (its rules: test_work_order.cpp).
+      const auto& key = gstate.key();
+      std::vector<std::uint32_t> order(std::size_t(key.rows()));
+      CUDA_OK(cudaMemcpy(order.data(), gstate.view().kept + key.work_order_offset(), order.size() * 4, cudaMemcpyDeviceToHost));
+      std::sort(order.begin(), order.end());
+      for (std::size_t r = 0; r < order.size(); ++r)
+        if (order[r] != r) {
+          fail(at + "the work order is not a permutation of the work tiles");
+          break;
+        }
     }
 
     // The CPU reference backend on the same read state writes the same mask (up to margins).
