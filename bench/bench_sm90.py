@@ -24,15 +24,20 @@ DEFAULT_SHAPES = "1,32760,40;1,32760,12;1,75600,40;1,8192,40"
 
 
 class ClockSampler:
-    """Samples the GPU's SM clock (MHz) and power draw (W) every 250 ms through nvidia-smi while
-    a series runs: these cards hit their power limit under attention, so a series' speed goes
-    with the clock it held, and runs on different machines compare only alongside it. summary()
-    gives the medians, or None where nvidia-smi is missing or printed nothing usable."""
+    """Samples the GPU's SM clock (MHz), power draw (W) and utilization every 250 ms through
+    nvidia-smi while a series runs: these cards hit their power limit under attention, so a
+    series' speed goes with the clock it held, and runs on different machines compare only
+    alongside it. summary() gives the medians over the busy samples (utilization >= 90 %: the
+    series also spends seconds on the host, generating the workload, with the GPU idle), or None
+    where nvidia-smi is missing or printed nothing usable."""
+
+    BUSY_PERCENT = 90.0
 
     def __enter__(self):
         try:
-            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw", "--format=csv,noheader,nounits",
-                                          "-lms", "250"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw,utilization.gpu",
+                                          "--format=csv,noheader,nounits", "-lms", "250"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
             self.proc = None
         self.lines = []
@@ -44,19 +49,22 @@ class ClockSampler:
             self.lines = self.proc.communicate()[0].splitlines()
 
     def summary(self):
-        clocks, watts = [], []
+        clocks, watts, samples = [], [], 0
         for line in self.lines:
             fields = [f.strip() for f in line.split(",")]
             try:
-                clock, power = float(fields[0]), float(fields[1])
+                clock, power, busy = float(fields[0]), float(fields[1]), float(fields[2])
             except (IndexError, ValueError):
                 continue  # "[N/A]" or a partial line at termination
-            clocks.append(clock)
-            watts.append(power)
+            samples += 1
+            if busy >= self.BUSY_PERCENT:
+                clocks.append(clock)
+                watts.append(power)
         if not clocks:
             return None
         median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-        return {"samples": len(clocks), "sm_clock_mhz_median": median(clocks), "power_w_median": median(watts)}
+        return {"samples": samples, "busy_samples": len(clocks), "sm_clock_mhz_median": median(clocks),
+                "power_w_median": median(watts)}
 
 
 def cudnn_times(shapes, dim, repeats):
@@ -228,7 +236,7 @@ def main():
     for series, c in result["clocks"].items():
         if c:
             print(f"{series}: SM clock median {c['sm_clock_mhz_median']:.0f} MHz, power median {c['power_w_median']:.0f} W"
-                  f" ({c['samples']} samples)")
+                  f" ({c['busy_samples']} busy of {c['samples']} samples)")
     print("wrote", base + ".json", "and .png" if plotted else "(no plot)")
 
 
