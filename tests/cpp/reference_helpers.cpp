@@ -357,6 +357,20 @@ TileKeep visited_tiles(const VoteResult& votes, const MaskGeometry& g) {
   };
 }
 
+liteattn::StateKey make_state_key(i64 B, i64 H, i64 Lq, i64 Lk, TileShape tile, bool row_max, liteattn::Device device) {
+  liteattn::StateKey k;
+  k.batch = B;
+  k.heads = H;
+  k.len_q = Lq;
+  k.len_k = Lk;
+  k.head_dim = 16;
+  k.dtype = DType::f32;
+  k.device = device;
+  k.tile = tile;
+  k.with_row_max = row_max;
+  return k;
+}
+
 std::vector<std::uint8_t> state_bytes(const liteattn::SkipState& state) {
   std::vector<std::uint8_t> out;
   if (!state.shaped()) return out;

@@ -139,6 +139,10 @@ VoteResult expected_votes(const Problem& p, const VoteCall& call, double margin_
 // Keep predicate of the tiles a call visits (for reference_attention under the same read mask).
 TileKeep visited_tiles(const VoteResult& votes, const MaskGeometry& g);
 
+// A state key for tests of the state alone (head dim and dtype do not size any buffer).
+liteattn::StateKey make_state_key(i64 B, i64 H, i64 Lq, i64 Lk, TileShape tile, bool row_max = false,
+                                  liteattn::Device device = {});
+
 // Every byte of a (CPU) state's buffers: both masks, row counters, kept counts, row maxima.
 std::vector<std::uint8_t> state_bytes(const liteattn::SkipState& state);
 

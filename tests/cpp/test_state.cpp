@@ -15,18 +15,6 @@ using liteattn::SkipState;
 using liteattn::StateKey;
 using liteattn::VisitOrder;
 
-StateKey make_key(i64 B, i64 H, i64 Lq, i64 Lk, TileShape tile, bool row_max = false) {
-  StateKey k;
-  k.batch = B;
-  k.heads = H;
-  k.len_q = Lq;
-  k.len_k = Lk;
-  k.head_dim = 16;
-  k.dtype = DType::f32;
-  k.tile = tile;
-  k.with_row_max = row_max;
-  return k;
-}
 
 // The expected full row: bits 0..nk-1 set, every later bit clear.
 std::vector<std::uint32_t> full_row(i64 nk) {
@@ -37,13 +25,13 @@ std::vector<std::uint32_t> full_row(i64 nk) {
 
 TEST(State, SizeMatchesTheFormula) {
   // method.md: 2 * B * H * nq * ceil(nk / 32) * 4 bytes; Wan2.1-14B 720p is about 3.6 MB.
-  const StateKey wan = make_key(1, 40, 75600, 75600, {128, 128});
+  const StateKey wan = make_state_key(1, 40, 75600, 75600, {128, 128});
   EXPECT_EQ(wan.q_tiles(), 591);
   EXPECT_EQ(wan.k_tiles(), 591);
   EXPECT_EQ(wan.words_per_row(), 19);
   EXPECT_EQ(wan.mask_bytes(), 2u * 40 * 591 * 19 * 4);
   EXPECT_NEAR(double(wan.mask_bytes()) / 1e6, 3.6, 0.05);
-  const StateKey odd = make_key(2, 3, 7, 300, {16, 16}, true);
+  const StateKey odd = make_state_key(2, 3, 7, 300, {16, 16}, true);
   EXPECT_EQ(odd.rows(), 2 * 3 * 1);
   EXPECT_EQ(odd.words_per_row(), 1);
   EXPECT_EQ(odd.row_max_bytes(), 2u * 3 * 7 * 4);
@@ -56,7 +44,7 @@ TEST(State, SizeMatchesTheFormula) {
 TEST(State, InitialMaskIsAllOnesBelowNkAndZeroPastIt) {
   for (i64 nk : {1, 5, 31, 32, 33, 64, 65, 100}) {
     SkipState state;
-    const auto key = make_key(2, 3, 40, nk * 16 - 3, {16, 16}, true);
+    const auto key = make_state_key(2, 3, 40, nk * 16 - 3, {16, 16}, true);
     EXPECT_TRUE(state.prepare(key));
     const MaskGeometry g(2, 3, 40, nk * 16 - 3, {16, 16});
     ASSERT_EQ(g.nk, nk);

@@ -1,9 +1,8 @@
-// The Hopper kernel's work order (src/sm90/work_order.hpp), checked against a
-// host recomputation on synthetic skip states: (batch, head) pairs by their
-// work, query tiles in index order, the last positions by work, largest first;
-// the kept counts and the work-tile counter zeroed; the read buffer each row's
-// counter picks. Runs where the Hopper kernel does (under either --backend: it
-// is not a backend's behaviour).
+// The Hopper kernel's work order (src/sm90/work_order.hpp), checked against a host recomputation
+// on synthetic skip states: (batch, head) pairs by their work, query tiles in index order, the last
+// positions by work, largest first; the kept counts and the work-tile counter zeroed; the read
+// buffer each row's counter picks. Runs where the Hopper kernel does (under either --backend: it is
+// not a backend's behaviour).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -14,6 +13,7 @@
 
 #include "core/plan.hpp"
 #include "liteattn/liteattn.hpp"
+#include "reference_helpers.hpp"
 #include "sm90/work_order.hpp"
 
 namespace {
@@ -27,42 +27,34 @@ bool hopper_available() {
   return std::find(backends.begin(), backends.end(), liteattn::Backend::sm90) != backends.end();
 }
 
-void cuda_ok(cudaError_t e, const char *what) {
+void cuda_ok(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
 
 struct Case {
-  std::int64_t grid;                   // the kernel's CTAs: the last kShortTailRounds * grid
-                                       // positions are sorted
+  std::int64_t grid;                   // the kernel's CTAs: the last kShortTailRounds * grid positions are sorted
   int dense_first = 0, dense_end = 0;  // dense query tiles [first, end)
 };
 
-StateKey make_key(std::int64_t batch, std::int64_t heads, std::int64_t len_q, std::int64_t len_k) {
-  StateKey key;
-  key.batch = batch;
-  key.heads = heads;
-  key.len_q = len_q;
-  key.len_k = len_k;
-  key.head_dim = 128;
-  key.device = {liteattn::DeviceKind::cuda, 0};
-  key.tile = liteattn::tile_shape(liteattn::Backend::sm90, 128, liteattn::DType::bf16);
-  return key;
+StateKey hopper_key(std::int64_t batch, std::int64_t heads, std::int64_t len_q, std::int64_t len_k) {
+  return lt::make_state_key(batch, heads, len_q, len_k,
+                            liteattn::tile_shape(liteattn::Backend::sm90, 128, liteattn::DType::bf16), false,
+                            {liteattn::DeviceKind::cuda, 0});
 }
 
-// Writes a synthetic state for `key`, runs the work-order kernel and compares
-// its order with the host's. Pairs are ordered by their work only up to
-// kMaxOrderedHeads pairs.
-void check_work_order(const StateKey &key, const Case c) {
+// Writes a synthetic state for `key`, runs the work-order kernel and compares its order with the
+// host's. Pairs are ordered by their work only up to kMaxOrderedHeads pairs.
+void check_work_order(const StateKey& key, const Case c) {
   const std::int64_t rows = key.rows(), words = key.words_per_row(), nk = key.k_tiles(), nq = key.q_tiles();
   SCOPED_TRACE("rows " + std::to_string(rows) + ", grid " + std::to_string(c.grid) + ", dense query tiles [" +
                std::to_string(c.dense_first) + ", " + std::to_string(c.dense_end) + ")");
   SkipState state;
   state.prepare(key);
-  const auto &view = state.view();
+  const auto& view = state.view();
 
-  // Each row keeps a random number of key tiles in the buffer its counter
-  // reads, scaled per (batch, head) pair so that pairs differ (a fifth keep
-  // nothing: ties), and random bits in the other buffer.
+  // Each row keeps a random number of key tiles in the buffer its counter reads, scaled per (batch,
+  // head) pair so that pairs differ (a fifth keep nothing: ties), and random bits in the other
+  // buffer.
   std::mt19937_64 rng(std::uint64_t(c.grid) * 7 + std::uint64_t(c.dense_first));
   std::vector<std::uint32_t> mask(std::size_t(2 * rows * words), 0u), visits(static_cast<std::size_t>(rows));
   std::vector<std::int64_t> work(static_cast<std::size_t>(rows));
@@ -105,8 +97,7 @@ void check_work_order(const StateKey &key, const Case c) {
   const std::int64_t offset = key.work_order_offset();
   for (std::int64_t i = 0; i < offset; ++i) ASSERT_EQ(kept[std::size_t(i)], 0u) << "kept word " << i << " not zeroed";
 
-  // Pairs by their total work, largest first (ties in index order), query tiles
-  // in index order.
+  // Pairs by their total work, largest first (ties in index order), query tiles in index order.
   const std::int64_t pairs = key.batch * key.heads;
   std::vector<std::int64_t> pair_work(std::size_t(pairs), 0), by_rank(static_cast<std::size_t>(pairs));
   for (std::int64_t r = 0; r < rows; ++r) pair_work[std::size_t(r / nq)] += work[std::size_t(r)];
@@ -139,7 +130,7 @@ void check_work_order(const StateKey &key, const Case c) {
 TEST(WorkOrder, HeavyHeadsFirstAndTheLastPositionsLargestWorkFirst) {
   if (!hopper_available()) GTEST_SKIP() << "no GPU that runs the Hopper kernel";
   // 2 x 20 pairs of 40 query tiles (the last one partial) and 50 key tiles.
-  const StateKey key = make_key(2, 20, 40 * 128 - 5, 50 * 144);
+  const StateKey key = hopper_key(2, 20, 40 * 128 - 5, 50 * 144);
   ASSERT_EQ(key.tile.m, 128);
   ASSERT_EQ(key.tile.n, 144);
   ASSERT_EQ(key.rows(), 1600);
@@ -148,7 +139,7 @@ TEST(WorkOrder, HeavyHeadsFirstAndTheLastPositionsLargestWorkFirst) {
 
 TEST(WorkOrder, PairsPastTheLimitKeepIndexOrder) {
   if (!hopper_available()) GTEST_SKIP() << "no GPU that runs the Hopper kernel";
-  const StateKey key = make_key(3, 400, 100, 40 * 144);  // 1200 pairs of one query tile each
+  const StateKey key = hopper_key(3, 400, 100, 40 * 144);  // 1200 pairs of one query tile each
   ASSERT_GT(key.batch * key.heads, liteattn::sm90::kMaxOrderedHeads);
   check_work_order(key, Case{132});
 }
