@@ -11,12 +11,17 @@ namespace liteattn::sm90 {
 // Warp 1 of the producer warpgroup: owns the skip state.
 template <class Traits>
 __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
+  // A skipping call's work order, work-tile counter and kept counts come from the kernel before
+  // this one (work_order.hpp), which may still be running: wait for it. This warp is the only
+  // reader of them. (A no-op in calls launched without that kernel.)
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   const int32_t stride = int32_t(gridDim.x);
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
   // ever wait on the skip state's global memory. At the producer's 24 registers the kernel
-  // spills 40 bytes at D = 64 and D = 128 (ptxas warns). At D = 128 (SASS of fb09bd5) all of
-  // it is in this warp's code: the consumers, the load warp and the store warp spill nothing.
+  // spills 44 bytes at D = 64 and D = 128 (ptxas warns; 40 before the work order). At D = 128
+  // (SASS of fb09bd5) all of it was in this warp's code: the consumers, the load warp and the
+  // store warp spill nothing (the consumers' main loop is the same 724 instructions since).
   auto fill_slot = [&](int n, int32_t index) {
     const int slot = n % kLists;
     const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
@@ -98,9 +103,6 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // reads never hold up the load warp. Taking it one work tile later balances the CTAs
   // slightly better in simulation (7 % instead of 9 % over an even split at (8192, 40),
   // s = 0.9) but measured no faster on an H100 (bench/NOTES.md, run 11).
-  // The work order, the counter and the kept counts come from the kernel before this one
-  // (work_order.hpp), which may still be running: wait for it (a no-op without one).
-  asm volatile("griddepcontrol.wait;" ::: "memory");
   constexpr int kLag = kLists;
   int32_t position = blockIdx.x;  // the first position of every CTA is static
   int n = 0;
