@@ -28,8 +28,9 @@ class ClockSampler:
     nvidia-smi while a series runs: these cards hit their power limit under attention, so a
     series' speed goes with the clock it held, and runs on different machines compare only
     alongside it. summary() gives the medians over the busy samples (utilization >= 90 %: the
-    series also spends seconds on the host, generating the workload, with the GPU idle), or None
-    where nvidia-smi is missing or printed nothing usable."""
+    series also spends seconds on the host, generating the workload, with the GPU idle; where the
+    card reports no utilization, e.g. under MIG, every sample counts), or None where nvidia-smi is
+    missing or printed nothing usable."""
 
     BUSY_PERCENT = 90.0
 
@@ -53,9 +54,13 @@ class ClockSampler:
         for line in self.lines:
             fields = [f.strip() for f in line.split(",")]
             try:
-                clock, power, busy = float(fields[0]), float(fields[1]), float(fields[2])
+                clock, power = float(fields[0]), float(fields[1])
             except (IndexError, ValueError):
                 continue  # "[N/A]" or a partial line at termination
+            try:
+                busy = float(fields[2])
+            except (IndexError, ValueError):
+                busy = 100.0  # no utilization reading: keep the sample
             samples += 1
             if busy >= self.BUSY_PERCENT:
                 clocks.append(clock)

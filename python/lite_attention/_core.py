@@ -386,7 +386,7 @@ class SkipState:
         if k is None:
             return SkipStats()
         counts = k.batch * k.heads  # kept goes on with the work-tile counter and the work order
-        kept = self.lib.to_numpy(self.kept).view(np.uint32)[:counts].astype(np.int64).reshape(k.batch, k.heads)
+        kept = self.lib.to_numpy(self.kept[:counts]).view(np.uint32).astype(np.int64).reshape(k.batch, k.heads)
         cum = self.lib.to_numpy(self.cumulative).astype(np.int64).reshape(k.batch, k.heads)
         visits = self.lib.to_numpy(self.row_visits).view(np.uint32)
         planned = self.tile_mask(True).sum(axis=(0, 2, 3))

@@ -168,8 +168,9 @@ SkipStats SkipState::stats() const {
   const auto& k = view_.key;
   const auto nq = k.q_tiles(), words = k.words_per_row();
   s.tiles_per_head = k.batch * nq * k.k_tiles();
-  std::vector<std::uint32_t> kept(static_cast<std::size_t>(k.kept_words()));
-  copy_out(view_, kept.data(), view_.kept, k.kept_bytes());
+  // The counts only (the counter and the work order follow them in `kept`).
+  std::vector<std::uint32_t> kept(static_cast<std::size_t>(k.batch * k.heads));
+  copy_out(view_, kept.data(), view_.kept, kept.size() * 4);
   const auto visits = row_visits();
   const auto mask = read_mask();
   s.computed_per_head.assign(std::size_t(k.heads), 0);

@@ -139,9 +139,22 @@ TEST(WorkOrder, HeavyHeadsFirstAndTheLastPositionsLargestWorkFirst) {
 
 TEST(WorkOrder, PairsPastTheLimitKeepIndexOrder) {
   if (!hopper_available()) GTEST_SKIP() << "no GPU that runs the Hopper kernel";
-  const StateKey key = hopper_key(3, 400, 100, 40 * 144);  // 1200 pairs of one query tile each
-  ASSERT_GT(key.batch * key.heads, liteattn::sm90::kMaxOrderedHeads);
-  check_work_order(key, Case{132});
+  for (const std::int64_t q_tiles : {1, 3}) {  // 1200 pairs
+    const StateKey key = hopper_key(3, 400, q_tiles * 128 - 28, 40 * 144);
+    ASSERT_GT(key.batch * key.heads, liteattn::sm90::kMaxOrderedHeads);
+    check_work_order(key, Case{132});
+  }
+}
+
+TEST(WorkOrder, LongRowsManyWorkTilesAndTheTailCap) {
+  if (!hopper_available()) GTEST_SKIP() << "no GPU that runs the Hopper kernel";
+  // 4800 work tiles (more than one counting pass of the kernel's threads) of 300 key tiles (10 words
+  // a row), a tail capped at kMaxShortTail positions.
+  const StateKey many = hopper_key(1, 8, 600 * 128, 300 * 144);
+  ASSERT_GT(liteattn::sm90::kShortTailRounds * 600, liteattn::sm90::kMaxShortTail);
+  check_work_order(many, Case{600});
+  // The longest rows the kernel takes (2048 key tiles, 64 words).
+  check_work_order(hopper_key(1, 2, 8 * 128, 2048 * 144), Case{1});
 }
 
 }  // namespace
