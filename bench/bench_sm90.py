@@ -226,8 +226,8 @@ def main():
         cudnn = {} if args.no_cudnn else cudnn_times(shapes, args.dim, args.repeats)
     result = postprocess(json.loads(proc.stdout), cudnn)
     result["env"] = environment()
-    # Whole-series medians: ours over every call of the C++ benchmark (dense, detection, sparse,
-    # workload; its host-side workload generation idles the GPU in between), cuDNN over its runs.
+    # Medians over each series' busy samples: ours over the C++ benchmark's calls (dense, detection,
+    # sparse, workload), cuDNN over its runs.
     result["clocks"] = {"liteattn": ours_clock.summary(), "cudnn": None if args.no_cudnn else cudnn_clock.summary()}
 
     os.makedirs(args.out, exist_ok=True)

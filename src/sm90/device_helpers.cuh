@@ -26,12 +26,13 @@ __device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
 }
 
 // The online softmax's lazy reference. A row's weights are exp2(s * scale_log2 - offset) against
-// a reference that moves to the row's running max only when that max has grown more than kLazyRescaleLog2 (log2 units) past it. Until then the weights stay
-// below 2^kLazyRescaleLog2, well inside fp32 and the 16-bit P, and O and the row sum need no
-// rescale: past a row's first tiles its max rarely grows that much (+0.7-1.4 % dense on H100,
-// bench/NOTES.md run 44; the portable kernel keeps the exact reference: there the per-row branch
-// cost 3-9 %). The first finite max, NaN and +inf always move it (the comparison is false for
-// NaN), so non-finite scores propagate as with an exact reference.
+// a reference that moves to the row's running max only when that max has grown more than
+// kLazyRescaleLog2 (log2 units) past it. Until then the weights stay below 2^kLazyRescaleLog2,
+// well inside fp32 and the 16-bit P, and O and the row sum need no rescale: past a row's first
+// tiles its max rarely grows that much (+0.7-1.4 % dense on H100, bench/NOTES.md run 44; the
+// portable kernel keeps the exact reference: there the per-row branch cost 3-9 %). The first
+// finite max, NaN and +inf always move it (the comparison is false for NaN), so non-finite scores
+// propagate as with an exact reference.
 constexpr float kLazyRescaleLog2 = 8.f;
 
 // Moves `reference` to `running_max` when needed; returns the factor by which O and the row sum
