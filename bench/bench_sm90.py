@@ -185,14 +185,16 @@ def sparse_cells(points):
 def print_table(result):
     env = result["env"]
     print(f"card: {env['card']}  driver: {env['driver']}  rev: {env['git_rev']}  torch {env['torch']} cudnn {env['cudnn']}")
-    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8} {'enq us':>7}"
+    # host us: a call right after a stream sync; empty us: an empty kernel's launch after the same
+    # wait (the host's own wake-up); enq us: calls enqueued back to back.
+    print(f"{'shape':>16} {'dense TF/s':>10} {'cuDNN TF/s':>10} {'x cuDNN':>8} {'detect ovh':>10} {'host us':>8} {'empty us':>8} {'enq us':>7}"
           "  sparse: s -> ms (limit) TF/s-on-computed, * = over the limit")
     for s in result["shapes"]:
         ct = f"{s['cudnn_tflops']:.0f}" if s["cudnn_tflops"] else "-"
         xr = f"{s['dense_vs_cudnn']:.3f}" if s["dense_vs_cudnn"] else "-"
         shape = f"{s['B']},{s['L']},{s['H']}"
         row = (f"{shape:>16} {s['dense_tflops']:>10.0f} {ct:>10} {xr:>8} {100 * s['detect_overhead']:>9.1f}% {s['host_overhead_us']:>8.1f}"
-               f" {s.get('host_enqueue_us', float('nan')):>7.1f}")
+               f" {s.get('launch_after_sync_us', float('nan')):>8.1f} {s.get('host_enqueue_us', float('nan')):>7.1f}")
         print(f"{row}  random:     {sparse_cells(s['sparse'])}")
         if s.get("workload_sparse"):
             # Second line: the workload's grid and step under the numbers, then its series and thresholds.

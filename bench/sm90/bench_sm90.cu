@@ -518,26 +518,37 @@ int main(int argc, char** argv) {
     bench.warm_up(args, 1.5);
     const double dense_ms = bench.time_calls([&] { liteattn::attention(args); }, [] {});
 
-    // Host overhead: wall time of the call itself (launch, TMA descriptors), no sync inside.
-    double host_us = 0, host_enqueue_us = 0;
+    // Host overhead: wall time of the call itself (launch, TMA descriptors), no sync inside, each
+    // call right after a stream sync that waited for a call of this shape. The baseline: an empty
+    // kernel's launch timed the same way, which shows what the host's wake-up from a long wait
+    // costs any launch.
+    double host_us = 0, host_enqueue_us = 0, launch_after_sync_us = 0;
     {
-      CHECK(cudaStreamSynchronize(stream));
-      std::vector<double> us;
-      for (int r = 0; r < 20; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
+      std::vector<double> us, baseline_us;
+      BigParams bp{};
+      for (int r = 0; r < 40; ++r) {
         liteattn::attention(args);
+        CHECK(cudaStreamSynchronize(stream));
+        const auto t0 = std::chrono::steady_clock::now();
+        if (r % 2 == 0) {
+          liteattn::attention(args);
+        } else {
+          empty_kernel<<<1, 32, 0, stream>>>(bp);
+        }
         const auto t1 = std::chrono::steady_clock::now();
-        us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        (r % 2 == 0 ? us : baseline_us).push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
         CHECK(cudaStreamSynchronize(stream));
       }
       host_us = median(us);
+      launch_after_sync_us = median(baseline_us);
       // Back to back: calls enqueued without syncs in between, so the CPU is not waking up from
       // a stream sync at each call; this is how a model's layers call it. The median of the
       // per-call times: one call that the OS preempts must not stand for all of them.
       host_enqueue_us = median_us([&] { liteattn::attention(args); }, 30);
       CHECK(cudaStreamSynchronize(stream));
       const double validate_us = median_us([&] { liteattn::validate(args); }, 20);
-      std::fprintf(stderr, "L=%ld H=%ld: attention() host time %.1f us, of which validate %.1f us\n", s.L, s.H, host_us, validate_us);
+      std::fprintf(stderr, "L=%ld H=%ld: attention() host time %.1f us, of which validate %.1f us; empty launch after the same wait %.1f us\n",
+                   s.L, s.H, host_us, validate_us, launch_after_sync_us);
     }
 
     // Detection on, nothing skipped: threshold -inf keeps every tile but runs every vote.
@@ -557,11 +568,12 @@ int main(int argc, char** argv) {
     // threshold -inf as above.
     std::printf("  {\"B\": %ld, \"L\": %ld, \"H\": %ld, \"flops\": %.6e, \"dense_ms\": %.4f, \"dense_tflops\": %.2f,"
                 " \"detect_ms\": %.4f, \"detect_tflops\": %.2f, \"detect_overhead\": %.4f, \"detect_paired_dense_ms\": %.4f,"
-                " \"host_overhead_us\": %.2f,"
+                " \"host_overhead_us\": %.2f, \"launch_after_sync_us\": %.2f,"
                 " \"host_enqueue_us\": %.2f,"
                 " \"state_bytes\": %zu, \"sparse\": [",
                 s.B, s.L, s.H, flops, dense_ms, flops / dense_ms * 1e-9, detect_ms, flops / detect_ms * 1e-9,
-                detect_ms / detect.dense_ms - 1.0, detect.dense_ms, host_us, host_enqueue_us, key.total_bytes());
+                detect_ms / detect.dense_ms - 1.0, detect.dense_ms, host_us, launch_after_sync_us, host_enqueue_us,
+                key.total_bytes());
     StateSnapshot snapshot(key);
     std::mt19937_64 rng(42);
     for (std::size_t pi = 0; pi < sparsities.size(); ++pi) {
