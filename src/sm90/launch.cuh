@@ -92,8 +92,8 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   if (plan.skipping) {
     enqueue_work_order(args.state, plan, grid, stream);  // also zeroes the kept counts and the counter
     // The kernel may launch while the work order is still being written (programmatic dependent
-    // launch): its CTAs set up and wait for it in the skip-state warp (griddepcontrol.wait),
-    // instead of the GPU idling between the two kernels.
+    // launch): its CTAs set up and run their first work tiles, and the skip-state warp waits for
+    // the order (griddepcontrol.wait) before it takes a position from it.
     after_work_order.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     after_work_order.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &after_work_order;

@@ -12,9 +12,13 @@ namespace liteattn::sm90 {
 template <class Traits>
 __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // A skipping call's work order, work-tile counter and kept counts come from the kernel before
-  // this one (work_order.hpp), which may still be running: wait for it. This warp is the only
-  // reader of them. (A no-op in calls launched without that kernel.)
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  // this one (work_order.hpp), which may still be running; this warp is the only reader of them.
+  // A CTA's first work tile needs none of them (CTA b runs work tile b), so it starts at once and
+  // the order kernel runs alongside the first work tiles: the warp waits for it (griddepcontrol.wait,
+  // a no-op in calls launched without that kernel) only after the first fill, before it adds a
+  // kept count or takes a position. Positions whose work tile is one of the first ones are passed
+  // over. (The order kernel reads the read buffer and the call counters; this kernel writes the
+  // other buffer and the counters only when it drains a slot, after that wait.)
   const int32_t stride = int32_t(gridDim.x);
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
@@ -22,7 +26,7 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // spills 44 bytes at D = 64 and D = 128 (ptxas warns; 40 before the work order). At D = 128
   // (SASS of fb09bd5) all of it was in this warp's code: the consumers, the load warp and the
   // store warp spill nothing (the consumers' main loop is the same 724 instructions since).
-  auto fill_slot = [&](int n, int32_t index) {
+  auto fill_slot = [&](int n, int32_t index) -> int32_t {
     const int slot = n % kLists;
     const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
     const int64_t row = int64_t(w.bh) * q_tiles + w.m_block;
@@ -59,12 +63,16 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
       shared.work_index[slot] = index;
       shared.visit_count[slot] = count;
       shared.dense_row[slot] = policy.dense();
-      if (skipping) {
-        atomicAdd(&params.state.kept[w.bh], uint32_t(count));
-        if (params.state.cumulative != nullptr) atomicAdd(&params.state.cumulative[w.bh], static_cast<unsigned long long>(count));
-      }
     }
     cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);  // all 32 lanes: release
+    return count;
+  };
+  // The key tiles a work tile visits, added to its (batch, head) pair's counts.
+  auto count_kept = [&](int32_t index, int32_t count) {
+    if (!skipping || lane != 0) return;
+    const int32_t bh = decode_work_tile(index, q_tiles, params.heads).bh;
+    atomicAdd(&params.state.kept[bh], uint32_t(count));
+    if (params.state.cumulative != nullptr) atomicAdd(&params.state.cumulative[bh], static_cast<unsigned long long>(count));
   };
   // Waits until the consumers and the load warp are done with the slot of work tile n (every
   // vote is in), then writes that work tile's mask row into the other buffer and advances
@@ -104,17 +112,23 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // slightly better in simulation (7 % instead of 9 % over an even split at (8192, 40),
   // s = 0.9) but measured no faster on an H100 (bench/NOTES.md, run 11).
   constexpr int kLag = kLists;
-  int32_t position = blockIdx.x;  // the first position of every CTA is static
+  int32_t position = blockIdx.x;  // the first work tile of every CTA is static, in index order
   int n = 0;
   for (;; ++n) {
     if (n >= kLag) drain_slot(n - kLag);
+    int32_t index = position;
     if (n > 0) {
       if (params.work_counter == nullptr) {
         position += stride;
+        index = position;
       } else {
-        uint32_t taken = 0;
-        if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
-        position = stride + int32_t(__shfl_sync(0xffffffffu, taken, 0));
+        // The order holds every work tile: the first round's (index < stride) already ran.
+        do {
+          uint32_t taken = 0;
+          if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
+          position = int32_t(__shfl_sync(0xffffffffu, taken, 0));
+          index = position < params.num_work_tiles ? int32_t(params.work_order[position]) : position;
+        } while (index < stride);
       }
     }
     if (position >= params.num_work_tiles) {
@@ -124,7 +138,9 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
       cutlass::arch::ClusterBarrier::arrive(&shared.list_full[slot]);
       break;
     }
-    fill_slot(n, params.work_order == nullptr ? position : int32_t(params.work_order[position]));
+    const int32_t count = fill_slot(n, index);
+    if (n == 0) asm volatile("griddepcontrol.wait;" ::: "memory");
+    count_kept(index, count);
   }
   // n work tiles were filled; the last kLag - 1 of them are not drained yet (the end marker
   // went into the slot of work tile n - kLag, drained above).

@@ -28,7 +28,9 @@ inline constexpr int kMaxOrderedHeads = 1024;
 //   its K and V in L2, and a head that kept much more than the others does not run last;
 // - the last min(kShortTailRounds * grid, kMaxShortTail) positions re-sorted by work, largest
 //   first, so that the CTAs run out of work within a short work tile of each other.
-// The attention kernel, launched next as its programmatic dependent, may start while this runs.
+// The attention kernel, launched next as its programmatic dependent, may start while this runs:
+// its CTAs run their first work tiles (CTA b: work tile b) meanwhile and take the order's positions
+// after it, passing over the work tiles that ran first.
 void enqueue_work_order(const SkipStateView& state, const CallPlan& plan, std::int64_t grid, void* stream);
 
 }  // namespace liteattn::sm90
