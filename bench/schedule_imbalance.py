@@ -7,9 +7,9 @@ longer than an even split of the work the slowest CTA runs under
   - round robin: CTA c runs work tiles c, c + ctas, c + 2 ctas, ... (the static schedule),
   - a shared counter: a CTA takes its next work tile `ahead` work tiles before it needs it
     (ahead = 1: when it starts the previous one), in index order, and
-  - the counter in the Hopper kernel's work order (src/sm90/work_order.hpp): heads by their
-    total work, largest first, query tiles in index order, then the last `--tail-rounds` rounds
-    of positions re-sorted by work, largest first.
+  - the counter in the Hopper kernel's work order (src/sm90/work_order.hpp): each CTA's first
+    work tile in index order, then heads by their total work, largest first, query tiles in
+    index order, the last `--tail-rounds` rounds of positions re-sorted by work, largest first.
 With --head-spread > 0 each head keeps its own fraction of key tiles (a lognormal spread around
 1 - s, as heads differ in a video model), not one fraction for all.
 
@@ -51,13 +51,17 @@ def shared_counter(work: np.ndarray, ctas: int, ahead: int) -> float:
 
 
 def work_order(work: np.ndarray, q_tiles: int, ctas: int, tail_rounds: int) -> np.ndarray:
-    """The work tiles' costs in the order the kernel hands them out (src/sm90/work_order.cu)."""
-    per_head = work.reshape(-1, q_tiles)
-    ordered = per_head[np.argsort(-per_head.sum(axis=1), kind="stable")].reshape(-1)
+    """The work tiles' costs in the order the kernel runs them: CTA c's first work tile is c (it
+    starts while the order is written), then the order's positions (src/sm90/work_order.cu),
+    passing over those first work tiles (src/sm90/producer.cuh)."""
+    heads = np.argsort(-work.reshape(-1, q_tiles).sum(axis=1), kind="stable")
+    order = np.arange(work.size).reshape(-1, q_tiles)[heads].reshape(-1)
     tail = min(tail_rounds * ctas, work.size)
-    if tail == 0:
-        return ordered
-    return np.concatenate([ordered[: work.size - tail], np.sort(ordered[work.size - tail:])[::-1]])
+    if tail > 0:
+        last = order[work.size - tail:]
+        order = np.concatenate([order[: work.size - tail], last[np.argsort(-work[last], kind="stable")]])
+    first = min(ctas, work.size)
+    return work[np.concatenate([np.arange(first), order[order >= first]])]
 
 
 def main() -> None:
