@@ -28,6 +28,7 @@ def round_robin(work: np.ndarray, ctas: int) -> float:
 
 def shared_counter(work: np.ndarray, ctas: int, ahead: int) -> float:
     """Makespan when each CTA keeps `ahead` work tiles reserved beyond the one it runs."""
+    ctas = min(ctas, work.size)  # no more CTAs than work tiles, as the kernel's launch
     queues = [[c] for c in range(ctas)]  # every CTA's first work tile is its own index
     taken = ctas
     for queue in queues:

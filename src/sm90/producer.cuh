@@ -17,8 +17,8 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // the order kernel runs alongside the first work tiles: the warp waits for it (griddepcontrol.wait,
   // a no-op in calls launched without that kernel) only after the first fill, before it adds a
   // kept count or takes a position. Positions whose work tile is one of the first ones are passed
-  // over. (The order kernel reads the read buffer and the call counters; this kernel writes the
-  // other buffer and the counters only when it drains a slot, after that wait.)
+  // over. (The order kernel reads the rows' read buffers and call counters, row_visits; this kernel
+  // writes the other buffers and row_visits only when it drains a slot, after that wait.)
   const int32_t stride = int32_t(gridDim.x);
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
