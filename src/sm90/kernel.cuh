@@ -6,7 +6,8 @@
 //   CTA takes its next work tile from a per-call counter, so none is left with most of the work,
 //   in an order that a small kernel before it writes (work_order.hpp): heads with the most kept
 //   tiles first, each head's query tiles together, the last rounds largest work first, so that
-//   the CTAs also run out of work together.
+//   the CTAs also run out of work together. A CTA's first work tile (CTA b: work tile b) runs
+//   while that order is written.
 // - Warp specialization: warpgroup 0 is the producer (registers given back with setmaxnreg):
 //   its warp 0 issues the TMA loads, its warp 1 owns the skip state, its warp 2 stores O.
 //   Warpgroups 1 and 2 are consumers (64 query rows each, wgmma, online softmax, skip votes;

@@ -23,7 +23,8 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
   // ever wait on the skip state's global memory. At the producer's 24 registers the kernel
-  // spills 44 bytes at D = 64 and D = 128 (ptxas warns; 40 before the work order). At D = 128
+  // spills 36 bytes at D = 64 and D = 128 (ptxas warns; 44 before the first work tile ran ahead
+  // of the order, 40 before the work order). At D = 128
   // (SASS of fb09bd5) all of it was in this warp's code: the consumers, the load warp and the
   // store warp spill nothing (the consumers' main loop is the same 724 instructions since).
   auto fill_slot = [&](int n, int32_t index) -> int32_t {

@@ -44,8 +44,9 @@ struct RowCounter {
 };
 
 __global__ void __launch_bounds__(kThreads) order_work_tiles(const __grid_constant__ OrderParams p) {
-  // The attention kernel launched after this one may start its CTAs (and their set-up) now; its
-  // skip-state warps wait for this grid's results before reading them (griddepcontrol.wait).
+  // The attention kernel launched after this one may start its CTAs now: they run their first work
+  // tiles, and their skip-state warps wait for this grid's results before reading them
+  // (griddepcontrol.wait).
   asm volatile("griddepcontrol.launch_dependents;");
   __shared__ std::uint32_t pair_work[kMaxOrderedHeads];
   __shared__ std::int32_t pair_at_rank[kMaxOrderedHeads];
