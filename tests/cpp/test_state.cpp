@@ -15,7 +15,6 @@ using liteattn::SkipState;
 using liteattn::StateKey;
 using liteattn::VisitOrder;
 
-
 // The expected full row: bits 0..nk-1 set, every later bit clear.
 std::vector<std::uint32_t> full_row(i64 nk) {
   std::vector<std::uint32_t> row(std::size_t((nk + 31) / 32), 0u);
