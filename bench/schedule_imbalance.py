@@ -53,16 +53,18 @@ def shared_counter(work: np.ndarray, ctas: int, ahead: int) -> float:
 
 def work_order(work: np.ndarray, q_tiles: int, ctas: int, tail_rounds: int) -> np.ndarray:
     """The work tiles' costs in the order the kernel runs them: CTA c's first work tile is c (it
-    starts while the order is written), then the order's positions (src/sm90/work_order.cu),
-    passing over those first work tiles (src/sm90/producer.cuh)."""
-    heads = np.argsort(-work.reshape(-1, q_tiles).sum(axis=1), kind="stable")
-    order = np.arange(work.size).reshape(-1, q_tiles)[heads].reshape(-1)
-    tail = min(tail_rounds * ctas, work.size)
-    if tail > 0:
-        last = order[work.size - tail:]
-        order = np.concatenate([order[: work.size - tail], last[np.argsort(-work[last], kind="stable")]])
+    starts while the order is written), then the order (src/sm90/work_order.cu) of the others: pairs
+    by their work after that first round, the last tail_rounds * ctas positions by work."""
     first = min(ctas, work.size)
-    return work[np.concatenate([np.arange(first), order[order >= first]])]
+    later = np.arange(work.size) >= first
+    heads = np.argsort(-np.where(later, work, 0).reshape(-1, q_tiles).sum(axis=1), kind="stable")
+    order = np.arange(work.size).reshape(-1, q_tiles)[heads].reshape(-1)
+    order = order[order >= first]
+    tail = min(tail_rounds * ctas, order.size)
+    if tail > 0:
+        last = order[order.size - tail:]
+        order = np.concatenate([order[: order.size - tail], last[np.argsort(-work[last], kind="stable")]])
+    return work[np.concatenate([np.arange(first), order])]
 
 
 def main() -> None:

@@ -8,8 +8,8 @@
 // swap therefore lives in device memory next to the mask, so a call captured in a CUDA graph
 // swaps correctly on every replay, and no row depends on another row's progress.
 // `kept` holds the B * H counts of key tiles the last call computed, then one word that a GPU
-// kernel hands out its work tiles with (a per-call counter; zeroed with the counts at the start
-// of every call, so concurrent calls on different states never share it), then one word per row
+// kernel hands out its work tiles with (a per-call counter; set with the counts at the start of
+// every call, so concurrent calls on different states never share it), then one word per row
 // where a skipping call on the Hopper kernel puts the order of its work tiles (scratch: written
 // before and read during that call only).
 #pragma once
@@ -46,7 +46,8 @@ struct StateKey {
   std::size_t row_visits_bytes() const { return std::size_t(rows()) * 4; }
   std::size_t row_max_bytes() const { return with_row_max ? std::size_t(batch * heads * len_q) * 4 : 0; }
   // kept: the counts, the work-tile counter, then the work order (one word per row).
-  std::int64_t work_order_offset() const { return batch * heads + 1; }
+  std::int64_t work_counter_offset() const { return batch * heads; }
+  std::int64_t work_order_offset() const { return work_counter_offset() + 1; }
   std::int64_t kept_words() const { return work_order_offset() + rows(); }
   std::size_t kept_bytes() const { return std::size_t(kept_words()) * 4; }
   std::size_t total_bytes() const { return mask_bytes() + row_visits_bytes() + row_max_bytes() + kept_bytes(); }

@@ -161,11 +161,10 @@ struct Params {
   float* lse;  // may be null
   int64_t lse_stride_b, lse_stride_h, lse_stride_l;
   cuda::SkipStatePointers state;  // only touched when plan.skipping
-  // Skipping calls hand out work tiles dynamically: CTA b runs work tile b first, then takes its
-  // next positions from this per-call counter (the word after the kept counts, zeroed by the order
-  // kernel, read only after griddepcontrol.wait); position p runs work tile work_order[p]
-  // (work_order.hpp) unless that is one of the first gridDim.x. Both null: static round robin in
-  // index order.
+  // Skipping calls hand out work tiles dynamically: CTA b runs work tile b (position b) first, then
+  // takes its next positions from this per-call counter (the word after the kept counts, set past
+  // the first round by the order kernel, read only after griddepcontrol.wait); position p runs
+  // work tile work_order[p] (work_order.hpp). Both null: static round robin in index order.
   uint32_t* work_counter;
   const uint32_t* work_order;
   // Order the two consumer warpgroups' GEMM issue (one issues while the other runs softmax).

@@ -71,7 +71,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
     params.state = cuda::SkipStatePointers::of(args.state);
     // Skipping calls leave uneven work per work tile: CTAs take work tiles from a counter, in
     // the order enqueue_work_order writes.
-    params.work_counter = args.state.kept + plan.batch * plan.heads;
+    params.work_counter = args.state.kept + args.state.key.work_counter_offset();
     params.work_order = args.state.kept + args.state.key.work_order_offset();
   }
 
@@ -90,7 +90,7 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan, const Lau
   config.stream = stream;
   cudaLaunchAttribute after_work_order{};
   if (plan.skipping) {
-    enqueue_work_order(args.state, plan, grid, stream);  // also zeroes the kept counts and the counter
+    enqueue_work_order(args.state, plan, grid, stream);  // also zeroes the kept counts, sets the counter
     // The kernel may launch while the work order is still being written (programmatic dependent
     // launch): its CTAs set up and run their first work tiles, and the skip-state warp waits for
     // the order (griddepcontrol.wait) before it takes a position from it.

@@ -16,9 +16,9 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // A CTA's first work tile needs none of them (CTA b runs work tile b), so it starts at once and
   // the order kernel runs alongside the first work tiles: the warp waits for it (griddepcontrol.wait,
   // a no-op in calls launched without that kernel) only after the first fill, before it adds a
-  // kept count or takes a position. Positions whose work tile is one of the first ones are passed
-  // over. (The order kernel reads the rows' read buffers and call counters, row_visits; this kernel
-  // writes the other buffers and row_visits only when it drains a slot, after that wait.)
+  // kept count or takes a position after that first round's. (The
+  // order kernel reads the rows' read buffers and call counters, row_visits; this kernel writes the
+  // other buffers and row_visits only when it drains a slot, after that wait.)
   const int32_t stride = int32_t(gridDim.x);
   // Fills each work tile's slot (two work tiles ahead of the consumers) and
   // writes its mask row once the slot comes back, so neither the loads nor the consumers
@@ -69,6 +69,8 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
     return count;
   };
   // The key tiles a work tile visits, added to its (batch, head) pair's counts.
+  // (It decodes the work tile again: holding fill_slot's decoding across the fill costs spills at
+  // the producer's 24 registers.)
   auto count_kept = [&](int32_t index, int32_t count) {
     if (!skipping || lane != 0) return;
     const int32_t bh = decode_work_tile(index, q_tiles, params.heads).bh;
@@ -123,13 +125,12 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
         position += stride;
         index = position;
       } else {
-        // The order holds every work tile: the first round's (index < stride) already ran.
-        do {
-          uint32_t taken = 0;
-          if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
-          position = int32_t(__shfl_sync(0xffffffffu, taken, 0));
-          index = position < params.num_work_tiles ? int32_t(params.work_order[position]) : position;
-        } while (index < stride);
+        // The counter starts past the first round's positions (work_order.hpp). L2 reads (__ldcg):
+        // the order kernel wrote the order while this CTA was running.
+        uint32_t taken = 0;
+        if (lane == 0) taken = atomicAdd(params.work_counter, 1u);
+        position = int32_t(__shfl_sync(0xffffffffu, taken, 0));
+        index = position < params.num_work_tiles ? int32_t(__ldcg(params.work_order + position)) : position;
       }
     }
     if (position >= params.num_work_tiles) {

@@ -17,9 +17,12 @@ struct OrderParams {
   CallPlan plan;
   const std::uint32_t* mask;
   const std::uint32_t* row_visits;
-  std::uint32_t* kept;  // counts, counter, then the order
-  std::int32_t pairs;   // batch * heads
-  std::int32_t rows;    // pairs * q_tiles: the work tiles
+  std::uint32_t* kept;       // the kept counts, zeroed
+  std::uint32_t* counter;    // the work-tile counter, set to first_round
+  std::uint32_t* order;
+  std::int32_t pairs;        // batch * heads
+  std::int32_t rows;         // pairs * q_tiles: the work tiles
+  std::int32_t first_round;  // positions 0 .. first_round - 1: work tiles in index order, run first
   std::int32_t short_tail;
 };
 
@@ -43,31 +46,63 @@ struct RowCounter {
   }
 };
 
-__global__ void __launch_bounds__(kThreads) order_work_tiles(const __grid_constant__ OrderParams p) {
+// Exclusive prefix sum of one value per thread over the whole block (every thread calls it).
+__device__ __forceinline__ std::int32_t block_exclusive_sum(std::int32_t value, std::int32_t* warp_totals) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  std::int32_t inclusive = value;
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const std::int32_t below = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += below;
+  }
+  if (lane == 31) warp_totals[warp] = inclusive;
+  __syncthreads();
+  if (warp == 0) {
+    std::int32_t total = warp_totals[lane];  // kThreads / 32 == 32 warps
+    for (int offset = 1; offset < 32; offset <<= 1) {
+      const std::int32_t below = __shfl_up_sync(0xffffffffu, total, offset);
+      if (lane >= offset) total += below;
+    }
+    warp_totals[lane] = total;  // inclusive over the warps
+  }
+  __syncthreads();
+  return inclusive - value + (warp > 0 ? warp_totals[warp - 1] : 0);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) order_work_tiles(const __grid_constant__ OrderParams p) {
   // The attention kernel launched after this one may start its CTAs now: they run their first work
   // tiles, and their skip-state warps wait for this grid's results before reading them
   // (griddepcontrol.wait).
   asm volatile("griddepcontrol.launch_dependents;");
+  static_assert(kMaxOrderedHeads <= kThreads && kThreads == 32 * 32, "one pair's rank per thread in the scan");
   __shared__ std::uint32_t pair_work[kMaxOrderedHeads];
   __shared__ std::int32_t pair_at_rank[kMaxOrderedHeads];
+  __shared__ std::int32_t pair_start[kMaxOrderedHeads];  // a pair's first position
+  __shared__ std::int32_t warp_totals[32];
   __shared__ std::int32_t bucket[kMaxBuckets];  // tail rows per work, then each work's next position
   __shared__ std::uint16_t tail_work[kMaxShortTail];
+  __shared__ std::int32_t tail_row[kMaxShortTail];
   const int thread = threadIdx.x, lane = thread % 32;
   const auto q_tiles = std::int32_t(p.plan.q_tiles), k_tiles = std::int32_t(p.plan.k_tiles);
-  const std::int64_t counted = std::int64_t(p.pairs) + 1;  // the kept counts and the counter
-  std::uint32_t* order = p.kept + counted;
   const RowCounter counter{p};
   const bool order_pairs = p.pairs <= kMaxOrderedHeads;
+  // The query tiles of a pair that the first round runs: its first ones, in index order.
+  auto first_round_tiles = [&](std::int32_t pair) {
+    const std::int32_t n = p.first_round - pair * q_tiles;
+    return n < 0 ? 0 : (n < q_tiles ? n : q_tiles);
+  };
 
-  for (std::int64_t i = thread; i < counted; i += kThreads) p.kept[i] = 0u;
+  for (std::int32_t i = thread; i < p.pairs; i += kThreads) p.kept[i] = 0u;
+  if (thread == 0) *p.counter = std::uint32_t(p.first_round);
+  for (std::int32_t i = thread; i < p.first_round; i += kThreads) p.order[i] = std::uint32_t(i);
   for (std::int32_t c = thread; c <= k_tiles; c += kThreads) bucket[c] = 0;
   if (order_pairs)
     for (std::int32_t i = thread; i < p.pairs; i += kThreads) pair_work[i] = 0u;
   __syncthreads();
 
-  // Each pair's work; a pair's rank: how many pairs have more (ties in index order).
   if (order_pairs) {
-    for (std::int32_t first = thread; first < p.rows; first += kThreads * kRowsPerPass) {
+    // Each pair's work after the first round; a pair's rank: how many pairs have more (ties in
+    // index order); a pair's first position: the work tiles of the pairs ranked above it.
+    for (std::int32_t first = p.first_round + thread; first < p.rows; first += kThreads * kRowsPerPass) {
       std::uint32_t visits[kRowsPerPass];
       std::int32_t popcount[kRowsPerPass];
 #pragma unroll
@@ -100,22 +135,35 @@ __global__ void __launch_bounds__(kThreads) order_work_tiles(const __grid_consta
       pair_at_rank[rank] = i;
     }
     __syncthreads();
+    const std::int32_t pair = thread < p.pairs ? pair_at_rank[thread] : 0;  // thread = rank
+    const std::int32_t start = block_exclusive_sum(thread < p.pairs ? q_tiles - first_round_tiles(pair) : 0, warp_totals);
+    if (thread < p.pairs) pair_start[pair] = start;
+    __syncthreads();
   }
-  auto row_at = [&](std::int32_t position) {
-    const std::int32_t rank = position / q_tiles;
-    return (order_pairs ? pair_at_rank[rank] : rank) * q_tiles + position % q_tiles;
+  // The positions of the work tiles after the first round: pair by pair in rank order, each
+  // pair's query tiles in index order.
+  auto position_of = [&](std::int32_t row) {
+    if (!order_pairs) return row;
+    const std::int32_t pair = row / q_tiles;
+    return p.first_round + pair_start[pair] + row % q_tiles - first_round_tiles(pair);
   };
 
-  // Positions before the tail: pair order, query tiles in index order. The tail's rows: their work.
-  std::int32_t tail = p.short_tail < p.rows ? p.short_tail : p.rows;
+  // Positions before the tail take their work tile now; the tail's work tiles are sorted by work.
+  const std::int32_t later = p.rows - p.first_round;
+  std::int32_t tail = p.short_tail < later ? p.short_tail : later;
   tail = tail < kMaxShortTail ? tail : kMaxShortTail;
   const std::int32_t tail_begin = p.rows - tail;
-  for (std::int32_t position = thread; position < tail_begin; position += kThreads)
-    order[position] = std::uint32_t(row_at(position));
-  for (std::int32_t i = thread; i < tail; i += kThreads) {
-    const std::int32_t work = counter.work(row_at(tail_begin + i));
-    tail_work[i] = std::uint16_t(work);
-    atomicAdd(&bucket[work], 1);
+  for (std::int32_t row = p.first_round + thread; row < p.rows; row += kThreads) {
+    const std::int32_t position = position_of(row);
+    if (position < tail_begin) {
+      p.order[position] = std::uint32_t(row);
+    } else {
+      const std::int32_t i = position - tail_begin;
+      const std::int32_t work = counter.work(row);
+      tail_row[i] = row;
+      tail_work[i] = std::uint16_t(work);
+      atomicAdd(&bucket[work], 1);
+    }
   }
   __syncthreads();
 
@@ -141,7 +189,7 @@ __global__ void __launch_bounds__(kThreads) order_work_tiles(const __grid_consta
   }
   __syncthreads();
   for (std::int32_t i = thread; i < tail; i += kThreads)
-    order[atomicAdd(&bucket[tail_work[i]], 1)] = std::uint32_t(row_at(tail_begin + i));
+    p.order[atomicAdd(&bucket[tail_work[i]], 1)] = std::uint32_t(tail_row[i]);
 }
 
 }  // namespace
@@ -152,8 +200,11 @@ void enqueue_work_order(const SkipStateView& state, const CallPlan& plan, std::i
   p.mask = state.mask;
   p.row_visits = state.row_visits;
   p.kept = state.kept;
+  p.counter = state.kept + state.key.work_counter_offset();
+  p.order = state.kept + state.key.work_order_offset();
   p.pairs = std::int32_t(plan.batch * plan.heads);
   p.rows = std::int32_t(state.key.rows());
+  p.first_round = std::int32_t(grid < p.rows ? grid : p.rows);
   p.short_tail = std::int32_t(kShortTailRounds * grid);
   order_work_tiles<<<1, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
   LITEATTN_CUDA_CHECK(cudaGetLastError());

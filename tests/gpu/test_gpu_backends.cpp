@@ -414,26 +414,26 @@ std::vector<std::string> run_config(const Config& cfg) {
              ", expected " + std::to_string(visited));
     }
 
-    // The Hopper kernel's CTA b runs work tile b first; then the CTAs take work-order positions from
-    // the call's counter, passing over those first work tiles, until each gets one past the end. So
-    // the counter ends at exactly the number of work tiles plus the grid, min(work tiles, SMs) (with
-    // the kept counts above and the outputs, this shows each work tile ran once). The portable
-    // kernel runs one CTA per work tile and has no counter.
+    // The Hopper kernel's CTA b runs work tile b (position b) first; then the CTAs take positions
+    // from the call's counter, which the order kernel set past the first round, until each gets one
+    // past the end. So the counter ends at exactly the number of work tiles plus the grid, min(work
+    // tiles, SMs) (with the kept counts above and the outputs, this shows each work tile ran once).
+    // The portable kernel runs one CTA per work tile and has no counter.
     if (served == liteattn::Backend::sm90) {
+      const auto& key = gstate.key();
       std::uint32_t work_counter = 0;
-      CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + cfg.B * cfg.H, 4, cudaMemcpyDeviceToHost));
+      CUDA_OK(cudaMemcpy(&work_counter, gstate.view().kept + key.work_counter_offset(), 4, cudaMemcpyDeviceToHost));
       int device = 0, sms = 0;
       CUDA_OK(cudaGetDevice(&device));
       CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-      const i64 work_tiles = cfg.B * cfg.H * g.nq;
+      const i64 work_tiles = key.rows();
       const i64 expected_counter = work_tiles + std::min<i64>(work_tiles, sms);
       if (i64(work_counter) != expected_counter)
         fail(at + "work-tile counter ends at " + std::to_string(work_counter) + ", expected " +
              std::to_string(expected_counter));
       // The positions it handed out ran the work order, a permutation of the work tiles
       // (its rules: test_work_order.cpp).
-      const auto& key = gstate.key();
-      std::vector<std::uint32_t> order(std::size_t(key.rows()));
+      std::vector<std::uint32_t> order(static_cast<std::size_t>(work_tiles));
       CUDA_OK(cudaMemcpy(order.data(), gstate.view().kept + key.work_order_offset(), order.size() * 4, cudaMemcpyDeviceToHost));
       std::sort(order.begin(), order.end());
       for (std::size_t r = 0; r < order.size(); ++r)

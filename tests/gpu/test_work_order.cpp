@@ -1,8 +1,9 @@
 // The Hopper kernel's work order (src/sm90/work_order.hpp), checked against a host recomputation
-// on synthetic skip states: (batch, head) pairs by their work, query tiles in index order, the last
-// positions by work, largest first; the kept counts and the work-tile counter zeroed; the read
-// buffer each row's counter picks. Runs where the Hopper kernel does (under either --backend: it is
-// not a backend's behaviour).
+// on synthetic skip states: the first round (one work tile per CTA, in index order), then (batch,
+// head) pairs by their work after it, query tiles in index order, the last positions by work,
+// largest first; the kept counts zeroed and the work-tile counter set past the first round; the
+// read buffer each row's counter picks. Runs where the Hopper kernel does (under either --backend:
+// it is not a backend's behaviour).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -94,24 +95,31 @@ void check_work_order(const StateKey& key, const Case c) {
   std::vector<std::uint32_t> kept(static_cast<std::size_t>(key.kept_words()));
   cuda_ok(cudaMemcpy(kept.data(), view.kept, key.kept_bytes(), cudaMemcpyDeviceToHost), "kept");
 
-  const std::int64_t offset = key.work_order_offset();
-  for (std::int64_t i = 0; i < offset; ++i) ASSERT_EQ(kept[std::size_t(i)], 0u) << "kept word " << i << " not zeroed";
+  // The kept counts zeroed; the counter set past the first round (work tiles 0 .. first - 1 at
+  // positions 0 .. first - 1, in index order: the kernel's CTAs run them while the order is written).
+  const std::int64_t offset = key.work_order_offset(), first = std::min(c.grid, rows);
+  for (std::int64_t i = 0; i < key.work_counter_offset(); ++i)
+    ASSERT_EQ(kept[std::size_t(i)], 0u) << "kept word " << i << " not zeroed";
+  ASSERT_EQ(kept[std::size_t(key.work_counter_offset())], std::uint32_t(first)) << "the work-tile counter";
 
-  // Pairs by their total work, largest first (ties in index order), query tiles in index order.
+  // The later positions: pairs by their total work after the first round, largest first (ties in
+  // index order), query tiles in index order.
   const std::int64_t pairs = key.batch * key.heads;
   std::vector<std::int64_t> pair_work(std::size_t(pairs), 0), by_rank(static_cast<std::size_t>(pairs));
-  for (std::int64_t r = 0; r < rows; ++r) pair_work[std::size_t(r / nq)] += work[std::size_t(r)];
+  for (std::int64_t r = first; r < rows; ++r) pair_work[std::size_t(r / nq)] += work[std::size_t(r)];
   for (std::int64_t i = 0; i < pairs; ++i) by_rank[std::size_t(i)] = i;
   if (pairs <= liteattn::sm90::kMaxOrderedHeads)
     std::stable_sort(by_rank.begin(), by_rank.end(), [&](std::int64_t a, std::int64_t b) {
       return pair_work[std::size_t(a)] > pair_work[std::size_t(b)];
     });
-  std::vector<std::uint32_t> expected(static_cast<std::size_t>(rows));
-  for (std::int64_t position = 0; position < rows; ++position)
-    expected[std::size_t(position)] = std::uint32_t(by_rank[std::size_t(position / nq)] * nq + position % nq);
-  // The last positions: the same work tiles, largest work first.
-  const std::int64_t tail =
-      std::min<std::int64_t>({liteattn::sm90::kShortTailRounds * c.grid, rows, liteattn::sm90::kMaxShortTail});
+  std::vector<std::uint32_t> expected;
+  for (std::int64_t r = 0; r < first; ++r) expected.push_back(std::uint32_t(r));
+  for (const std::int64_t pair : by_rank)
+    for (std::int64_t r = std::max(pair * nq, first); r < (pair + 1) * nq; ++r) expected.push_back(std::uint32_t(r));
+  ASSERT_EQ(std::int64_t(expected.size()), rows);
+  // The last positions after the first round: the same work tiles, largest work first.
+  const std::int64_t tail = std::min<std::int64_t>(
+      {liteattn::sm90::kShortTailRounds * c.grid, rows - first, liteattn::sm90::kMaxShortTail});
   const std::int64_t tail_begin = rows - tail;
 
   const std::vector<std::uint32_t> order(kept.begin() + offset, kept.end());
@@ -134,7 +142,7 @@ TEST(WorkOrder, HeavyHeadsFirstAndTheLastPositionsLargestWorkFirst) {
   ASSERT_EQ(key.tile.m, 128);
   ASSERT_EQ(key.tile.n, 144);
   ASSERT_EQ(key.rows(), 1600);
-  for (const Case c : {Case{132}, Case{132, 3, 6}, Case{1}, Case{1000}}) check_work_order(key, c);
+  for (const Case c : {Case{132}, Case{132, 3, 6}, Case{1}, Case{1000}, Case{1600}, Case{2000}}) check_work_order(key, c);
 }
 
 TEST(WorkOrder, PairsPastTheLimitKeepIndexOrder) {
