@@ -16,17 +16,16 @@ __device__ __forceinline__ void Cta<Traits>::skip_state_warp() const {
   // A CTA's first work tile needs none of them (CTA b runs work tile b), so it starts at once and
   // the order kernel runs alongside the first work tiles: the warp waits for it (griddepcontrol.wait,
   // a no-op in calls launched without that kernel) only after the first fill, before it adds a
-  // kept count or takes a position after that first round's. (The
-  // order kernel reads the rows' read buffers and call counters, row_visits; this kernel writes the
-  // other buffers and row_visits only when it drains a slot, after that wait.)
+  // kept count or takes a later position. (The order kernel reads the rows' read buffers and call
+  // counters, row_visits; this kernel writes the other buffers and row_visits only when it drains
+  // a slot, after that wait.)
   const int32_t stride = int32_t(gridDim.x);
-  // Fills each work tile's slot (two work tiles ahead of the consumers) and
-  // writes its mask row once the slot comes back, so neither the loads nor the consumers
-  // ever wait on the skip state's global memory. At the producer's 24 registers the kernel
-  // spills 36 bytes at D = 64 and D = 128 (ptxas warns; 44 before the first work tile ran ahead
-  // of the order, 40 before the work order). At D = 128
-  // (SASS of fb09bd5) all of it was in this warp's code: the consumers, the load warp and the
-  // store warp spill nothing (the consumers' main loop is the same 724 instructions since).
+  // Fills each work tile's slot (two work tiles ahead of the consumers) and writes its mask row
+  // once the slot comes back, so neither the loads nor the consumers ever wait on the skip
+  // state's global memory. At the producer's 24 registers the kernel spills 56 bytes of stores at
+  // D = 64 and D = 128 (ptxas warns), all in the producer's code (SASS of be8bca5 at D = 128:
+  // every STL lies after the producer's setmaxnreg.dealloc); the consumers spill nothing, and
+  // their main loop is the same 724 instructions as before the work order.
   auto fill_slot = [&](int n, int32_t index) -> int32_t {
     const int slot = n % kLists;
     const WorkTile w = decode_work_tile(index, q_tiles, params.heads);
