@@ -14,8 +14,8 @@
 #      each variant's run windows go to ab_windows.txt, and scripts/ab_clock_summary.py $OUT
 #      pairs them with the clock and power samples in smi.csv;
 #   4. scripts/gpu_check.sh (GPU tests, compute-sanitizer, verify, Python tests) unless SKIP_CHECK=1;
-#   5. bench/bench_sm90.py (the full benchmark with cuDNN SDPA) and bench/python_overhead.py
-#      unless SKIP_BENCH=1;
+#   5. bench/bench_sm90.py (the full benchmark with cuDNN SDPA), bench/python_overhead.py and
+#      bench/interleaved_vs_cudnn.py unless SKIP_BENCH=1;
 #   6. NCU=1: an Nsight Compute profile of one dense call at NCU_SHAPE (clocks left alone).
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT" /tmp/logs /tmp/gt
@@ -96,6 +96,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   # Host time per call of the Python API (needs the package staged by gpu_check.sh).
   [ -d build-gpu/pyroot ] && PYTHONPATH="build-gpu/pyroot:$PYTHONPATH" timeout 120 python3 bench/python_overhead.py \
     2>&1 | tee "$OUT/python_overhead.json" | tail -3
+  # Dense against cuDNN call by call, in one thermal state (needs the staged package too).
+  [ -d build-gpu/pyroot ] && PYTHONPATH="build-gpu/pyroot:$PYTHONPATH" timeout 180 python3 bench/interleaved_vs_cudnn.py \
+    --out "$OUT/interleaved_vs_cudnn.json" 2>&1 | tail -4
 fi
 
 # 6. Profile.
