@@ -8,8 +8,9 @@ longer than an even split of the work the slowest CTA runs under
   - a shared counter: a CTA takes its next work tile `ahead` work tiles before it needs it
     (ahead = 1: when it starts the previous one), in index order, and
   - the counter in the Hopper kernel's work order (src/sm90/work_order.hpp): each CTA's first
-    work tile in index order, then heads by their total work, largest first, query tiles in
-    index order, the last `--tail-rounds` rounds of positions re-sorted by work, largest first.
+    work tile in index order, then heads by their total work after that first round, largest
+    first, query tiles in index order, the last `--tail-rounds` rounds of positions re-sorted by
+    work, largest first.
 With --head-spread > 0 each head keeps its own fraction of key tiles (a lognormal spread around
 1 - s, as heads differ in a video model), not one fraction for all.
 
