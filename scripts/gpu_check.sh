@@ -83,10 +83,7 @@ fi
 if [ $PYTHON_TESTS = 1 ]; then
   step "Python tests (pytest tests/python, GPU tests included)"
   PYROOT="$BUILD/pyroot"
-  rm -rf "$PYROOT" && mkdir -p "$PYROOT"
-  cp -r "$ROOT/python/lite_attention" "$PYROOT/"
-  find "$PYROOT" -name '_ext*.so' -delete
-  cp "$(find "$BUILD/python" -name '_ext*.so' | head -1)" "$PYROOT/lite_attention/"
+  "$ROOT/scripts/stage_python.sh" "$BUILD"
   (cd "$ROOT" && PYTHONPATH="$PYROOT${PYTHONPATH:+:$PYTHONPATH}" timeout "${PYTEST_TIMEOUT:-300}" python3 -X faulthandler -m pytest -q -rs tests/python) \
     2>&1 | tee "$LOG_DIR/pytest.log" | tail -25
   record "${PIPESTATUS[0]}" "Python tests"

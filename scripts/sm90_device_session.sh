@@ -93,10 +93,11 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   PYTHONUNBUFFERED=1 timeout "${BENCH_TIMEOUT:-240}" python3 bench/bench_sm90.py --bench build-gpu/bench/sm90/liteattn_bench_sm90 \
     --repeats "${REPEATS:-5}" ${BENCH_SHAPES:+--shapes "$BENCH_SHAPES"} --out "$OUT" 2>/tmp/logs/bench.err | tail -12
   grep -E "host|workload" /tmp/logs/bench.err | head -12
-  # Host time per call of the Python API (needs the package staged by gpu_check.sh).
+  # Host time per call of the Python API, on the staged package (gpu_check.sh stages it too).
+  [ -d build-gpu/pyroot ] || scripts/stage_python.sh build-gpu
   [ -d build-gpu/pyroot ] && PYTHONPATH="build-gpu/pyroot:$PYTHONPATH" timeout 120 python3 bench/python_overhead.py \
     2>&1 | tee "$OUT/python_overhead.json" | tail -3
-  # Dense against cuDNN call by call, in one thermal state (needs the staged package too).
+  # Dense against cuDNN call by call, in one thermal state.
   [ -d build-gpu/pyroot ] && PYTHONPATH="build-gpu/pyroot:$PYTHONPATH" timeout 180 python3 bench/interleaved_vs_cudnn.py \
     --out "$OUT/interleaved_vs_cudnn.json" 2>&1 | tail -4
 fi
