@@ -49,21 +49,31 @@ constexpr float kNoThreshold = -std::numeric_limits<float>::infinity();
     if (e_ != cudaSuccess) throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
   } while (0)
 
-// Owning device memory.
+// Owning device memory on the GPU that was current when it was allocated.
 struct DeviceBuffer {
   void* ptr = nullptr;
   std::size_t bytes = 0;
+  int device = 0;
   DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t n) : bytes(n) { CUDA_OK(cudaMalloc(&ptr, std::max<std::size_t>(n, 16))); }
+  explicit DeviceBuffer(std::size_t n) : bytes(n) {
+    CUDA_OK(cudaGetDevice(&device));
+    CUDA_OK(cudaMalloc(&ptr, std::max<std::size_t>(n, 16)));
+  }
   ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
+    if (!ptr) return;
+    int current = 0;
+    cudaGetDevice(&current);
+    cudaSetDevice(device);
+    cudaFree(ptr);
+    cudaSetDevice(current);
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes) { o.ptr = nullptr; }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr(o.ptr), bytes(o.bytes), device(o.device) { o.ptr = nullptr; }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     std::swap(ptr, o.ptr);
     std::swap(bytes, o.bytes);
+    std::swap(device, o.device);
     return *this;
   }
 };
@@ -74,14 +84,27 @@ constexpr liteattn::Device kGpu{liteattn::DeviceKind::cuda, 0};
 liteattn::Backend g_backend = liteattn::Backend::sm90;
 bool testing_hopper() { return g_backend == liteattn::Backend::sm90; }
 
-// A device copy of a host tensor with the same strides, starting `offset` bytes into the buffer
-// (an offset that is not a multiple of 16 gives a tensor the kernels cannot read or write in
-// 16-byte chunks).
-TensorView upload(const HostTensor& t, DeviceBuffer& buffer, std::size_t offset = 0) {
+// Makes `device` the current GPU for its scope (allocations, copies, synchronization).
+struct CurrentDevice {
+  int previous = 0;
+  explicit CurrentDevice(int device) {
+    CUDA_OK(cudaGetDevice(&previous));
+    CUDA_OK(cudaSetDevice(device));
+  }
+  ~CurrentDevice() { cudaSetDevice(previous); }
+  CurrentDevice(const CurrentDevice&) = delete;
+  CurrentDevice& operator=(const CurrentDevice&) = delete;
+};
+
+// A copy of a host tensor on GPU `device` with the same strides, starting `offset` bytes into the
+// buffer (an offset that is not a multiple of 16 gives a tensor the kernels cannot read or write
+// in 16-byte chunks).
+TensorView upload(const HostTensor& t, DeviceBuffer& buffer, std::size_t offset = 0, int device = 0) {
+  CurrentDevice on(device);
   buffer = DeviceBuffer(offset + t.bytes().size());
   TensorView v = t.view();
   v.data = static_cast<std::uint8_t*>(buffer.ptr) + offset;
-  v.device = kGpu;
+  v.device = liteattn::Device{liteattn::DeviceKind::cuda, device};
   CUDA_OK(cudaMemcpy(v.data, t.bytes().data(), t.bytes().size(), cudaMemcpyHostToDevice));
   return v;
 }
@@ -90,30 +113,34 @@ void download(HostTensor& t, const DeviceBuffer& buffer, std::size_t offset = 0)
   CUDA_OK(cudaMemcpy(t.view().data, static_cast<const std::uint8_t*>(buffer.ptr) + offset, t.bytes().size(), cudaMemcpyDeviceToHost));
 }
 
-// Device copies of a problem's q, k, v and out (and lse when asked for) with the call arguments
-// that point at them: the set-up the single-problem tests share.
+// Copies of a problem's q, k, v and out (and lse when asked for) on GPU `device`, with the call
+// arguments that point at them: the set-up the single-problem tests share.
 struct DeviceProblem {
+  int device;
   DeviceBuffer q, k, v, out, lse;
   AttentionArgs args;
-  DeviceProblem(const Problem& p, bool with_lse) : args(p.args(with_lse)) {
+  DeviceProblem(const Problem& p, bool with_lse, int device_ = 0) : device(device_), args(p.args(with_lse)) {
     args.backend = g_backend;
-    args.q = upload(p.q, q);
-    args.k = upload(p.k, k);
-    args.v = upload(p.v, v);
-    args.out = upload(p.out, out);
+    args.q = upload(p.q, q, 0, device);
+    args.k = upload(p.k, k, 0, device);
+    args.v = upload(p.v, v, 0, device);
+    args.out = upload(p.out, out, 0, device);
     if (with_lse) {
+      CurrentDevice on(device);
       lse = DeviceBuffer(std::size_t(p.B * p.H * p.Lq) * 4);
       args.lse.data = lse.ptr;
-      args.lse.device = kGpu;
+      args.lse.device = args.q.device;
     }
   }
-  // The bytes of out, copied to the host once the device is idle.
-  std::vector<std::uint8_t> out_bytes() const {
+  // The bytes of a buffer, copied to the host once its GPU is idle.
+  std::vector<std::uint8_t> bytes_of(const DeviceBuffer& buffer) const {
+    CurrentDevice on(device);
     CUDA_OK(cudaDeviceSynchronize());
-    std::vector<std::uint8_t> bytes(out.bytes);
-    CUDA_OK(cudaMemcpy(bytes.data(), out.ptr, out.bytes, cudaMemcpyDeviceToHost));
+    std::vector<std::uint8_t> bytes(buffer.bytes);
+    CUDA_OK(cudaMemcpy(bytes.data(), buffer.ptr, buffer.bytes, cudaMemcpyDeviceToHost));
     return bytes;
   }
+  std::vector<std::uint8_t> out_bytes() const { return bytes_of(out); }
   // Skipping calls at threshold -6 in the alternating visit order: the set-up of the tests that
   // repeat a trajectory (determinism, graph replay).
   void skip_alternating() {
@@ -731,6 +758,45 @@ TEST(GpuBackend, Deterministic) {
     EXPECT_EQ(s1.stats().computed(), s2.stats().computed());
   }
   std::printf("determinism: sparsity after 3 steps %.3f\n", s1.stats().next_sparsity());
+}
+
+// Two GPUs in one process: a call on GPU 1 while GPU 0 is current runs on GPU 1 (the library
+// switches to the tensors' GPU and back), keeps its state there, and gives the same bytes as the
+// same calls on GPU 0 (what a process that spreads sequence-parallel splits over its GPUs does).
+TEST(GpuBackend, RunsOnAGpuOtherThanTheCurrentOne) {
+  int gpus = 0;
+  CUDA_OK(cudaGetDeviceCount(&gpus));
+  if (gpus < 2) GTEST_SKIP() << "needs two GPUs";
+  const auto on_gpu1 = liteattn::available_backends(liteattn::Device{liteattn::DeviceKind::cuda, 1});
+  if (std::find(on_gpu1.begin(), on_gpu1.end(), g_backend) == on_gpu1.end())
+    GTEST_SKIP() << "GPU 1 does not run the backend under test";
+  Problem p(1, 1000, 1000, 2, 2, 128, DType::bf16);
+  p.randomize(31);
+  p.add_locality(0.002);
+  DeviceProblem first(p, true, 0), second(p, true, 1);
+  first.skip_alternating();
+  second.skip_alternating();
+  SkipState state_first, state_second;
+  CurrentDevice on(0);
+  for (int step = 0; step < 3; ++step) {
+    liteattn::attention(first.args, state_first);
+    liteattn::attention(second.args, state_second);
+    int current = -1;
+    CUDA_OK(cudaGetDevice(&current));
+    EXPECT_EQ(current, 0) << "step " << step << ": the call left GPU " << current << " current";
+    const auto out = first.out_bytes();
+    if (step == 0) {  // the first call computes every tile: dense attention
+      std::memcpy(p.out.view().data, out.data(), out.size());
+      const auto tile = liteattn::tile_shape(g_backend, 128, DType::bf16);
+      EXPECT_LE(rel_l2_out(p.out, reference_attention(p, default_scale(128), tile)), kOutTolerance);
+    }
+    EXPECT_TRUE(second.out_bytes() == out) << "step " << step << ": out differs between the GPUs";
+    EXPECT_TRUE(second.bytes_of(second.lse) == first.bytes_of(first.lse)) << "step " << step << ": lse differs";
+    EXPECT_TRUE(state_second.read_mask() == state_first.read_mask()) << "step " << step << ": masks differ";
+  }
+  EXPECT_EQ(state_second.view().key.device.index, 1);
+  EXPECT_EQ(state_second.stats().computed(), state_first.stats().computed());
+  EXPECT_GT(state_second.stats().next_sparsity(), 0.0);
 }
 
 // A call captured in a CUDA graph on a non-default stream and replayed equals direct calls:
