@@ -243,7 +243,10 @@ class CupyLib(ArrayLib):
             return self.cp.zeros(n, dtype=self.cp.int64)
 
     def stream(self, x):
-        return int(self.cp.cuda.get_current_stream().ptr)
+        # CuPy keeps a current stream per device: the one of x's device, which need not be the
+        # current device (a stream of another device cannot run x's kernels).
+        with x.device:
+            return int(self.cp.cuda.get_current_stream().ptr)
 
     def export(self, x):
         # A plain DLPack capsule: calls run on the stream passed explicitly (see TorchLib.export).
