@@ -49,7 +49,7 @@ step "GPU tests (ctest -L gpu)"
 # needs two GPUs) is listed below instead of passing silently.
 ctest --test-dir "$BUILD" -L gpu -V --output-on-failure > "$LOG_DIR/ctest_gpu.log" 2>&1
 record "$?" "GPU tests"
-grep -E "tests passed|tests failed|\[  (FAILED|SKIPPED) \]|^[0-9]+: skipped" "$LOG_DIR/ctest_gpu.log" | sort -u | head -40
+grep -E "tests passed|tests failed|\[  (FAILED|SKIPPED) \]|^[0-9]+: skipped|: Failure$" "$LOG_DIR/ctest_gpu.log" | sort -u | head -40
 
 if [ "${SKIP_SANITIZER:-0}" = 1 ]; then
   echo "compute-sanitizer: skipped (SKIP_SANITIZER=1)"
