@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/backends.hpp"
+#include "cuda/runtime.hpp"
 #include "liteattn/liteattn.hpp"
 #include "reference_helpers.hpp"
 
@@ -61,7 +62,7 @@ struct DeviceBuffer {
   }
   ~DeviceBuffer() {
     if (!ptr) return;
-    int current = 0;
+    int current = 0;  // not DeviceGuard: it throws, and a destructor must not
     cudaGetDevice(&current);
     cudaSetDevice(device);
     cudaFree(ptr);
@@ -84,23 +85,11 @@ constexpr liteattn::Device kGpu{liteattn::DeviceKind::cuda, 0};
 liteattn::Backend g_backend = liteattn::Backend::sm90;
 bool testing_hopper() { return g_backend == liteattn::Backend::sm90; }
 
-// Makes `device` the current GPU for its scope (allocations, copies, synchronization).
-struct CurrentDevice {
-  int previous = 0;
-  explicit CurrentDevice(int device) {
-    CUDA_OK(cudaGetDevice(&previous));
-    CUDA_OK(cudaSetDevice(device));
-  }
-  ~CurrentDevice() { cudaSetDevice(previous); }
-  CurrentDevice(const CurrentDevice&) = delete;
-  CurrentDevice& operator=(const CurrentDevice&) = delete;
-};
-
 // A copy of a host tensor on GPU `device` with the same strides, starting `offset` bytes into the
 // buffer (an offset that is not a multiple of 16 gives a tensor the kernels cannot read or write
 // in 16-byte chunks).
 TensorView upload(const HostTensor& t, DeviceBuffer& buffer, std::size_t offset = 0, int device = 0) {
-  CurrentDevice on(device);
+  liteattn::cuda::DeviceGuard on(device);
   buffer = DeviceBuffer(offset + t.bytes().size());
   TensorView v = t.view();
   v.data = static_cast<std::uint8_t*>(buffer.ptr) + offset;
@@ -126,7 +115,7 @@ struct DeviceProblem {
     args.v = upload(p.v, v, 0, device);
     args.out = upload(p.out, out, 0, device);
     if (with_lse) {
-      CurrentDevice on(device);
+      liteattn::cuda::DeviceGuard on(device);
       lse = DeviceBuffer(std::size_t(p.B * p.H * p.Lq) * 4);
       args.lse.data = lse.ptr;
       args.lse.device = args.q.device;
@@ -134,7 +123,7 @@ struct DeviceProblem {
   }
   // The bytes of a buffer, copied to the host once its GPU is idle.
   std::vector<std::uint8_t> bytes_of(const DeviceBuffer& buffer) const {
-    CurrentDevice on(device);
+    liteattn::cuda::DeviceGuard on(device);
     CUDA_OK(cudaDeviceSynchronize());
     std::vector<std::uint8_t> bytes(buffer.bytes);
     CUDA_OK(cudaMemcpy(bytes.data(), buffer.ptr, buffer.bytes, cudaMemcpyDeviceToHost));
@@ -777,7 +766,7 @@ TEST(GpuBackend, RunsOnAGpuOtherThanTheCurrentOne) {
   first.skip_alternating();
   second.skip_alternating();
   SkipState state_first, state_second;
-  CurrentDevice on(0);
+  liteattn::cuda::DeviceGuard on(0);
   for (int step = 0; step < 3; ++step) {
     liteattn::attention(first.args, state_first);
     liteattn::attention(second.args, state_second);
@@ -786,7 +775,7 @@ TEST(GpuBackend, RunsOnAGpuOtherThanTheCurrentOne) {
     EXPECT_EQ(current, 0) << "step " << step << ": the call left GPU " << current << " current";
     const auto out = first.out_bytes();
     if (step == 0) {  // the first call computes every tile: dense attention
-      std::memcpy(p.out.view().data, out.data(), out.size());
+      download(p.out, first.out);
       const auto tile = liteattn::tile_shape(g_backend, 128, DType::bf16);
       EXPECT_LE(rel_l2_out(p.out, reference_attention(p, default_scale(128), tile)), kOutTolerance);
     }

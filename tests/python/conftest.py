@@ -67,6 +67,17 @@ def reference(q, k, v, scale=None, tile_mask=None, tile=(128, 128), must_skip_ti
     return out, lse
 
 
+def torch_drifting(step, L=128, H=2, D=32, dtype=None, device="cpu"):
+    """torch inputs (q, k, v) of one denoising step: q = k drift slowly from a fixed base over the
+    steps (float32 unless dtype is given)."""
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    base = randn((1, L, H, D), 0)
+    t = torch.from_numpy(base + 0.05 * randn(base.shape, 100 + step)).to(device=device, dtype=dtype)
+    return t, t, torch.from_numpy(randn((1, L, H, D), 1)).to(device=device, dtype=dtype)
+
+
 def rel_l1(a, b):
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)

@@ -9,21 +9,36 @@ import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
 
 
-def tiny_wan():
+def tiny_wan(head_dim=32):
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=4,
-                                  out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
-                                  rope_max_seq_len=64)
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=head_dim,
+                                  in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=2 * head_dim,
+                                  num_layers=2, rope_max_seq_len=64)
     return model.eval()
 
 
-def inputs(seed=0):
+def inputs(seed=0, frames=3, size=16):
+    """Latents of frames x size/2 x size/2 tokens after the 2 x 2 patches, and a text embedding."""
     g = torch.Generator().manual_seed(seed)
-    latents = torch.randn(1, 4, 3, 16, 16, generator=g)  # 3 x 8 x 8 = 192 tokens after 2x2 patches
+    latents = torch.randn(1, 4, frames, size, size, generator=g)
     text = torch.randn(1, 8, 32, generator=g)
     return latents, text
+
+
+def cfg_steps(model, latents, text, timesteps=(900, 700, 500, 300)):
+    """A few sampler steps with classifier-free guidance: a "cond" and an "uncond" pass each."""
+    with torch.no_grad():
+        for step, t in enumerate(timesteps):
+            la.set_step(model, step)
+            t = torch.tensor([t], device=latents.device)
+            with la_diffusers.branch("cond"):
+                cond = model(latents, t, text).sample
+            with la_diffusers.branch("uncond"):
+                uncond = model(latents, t, torch.zeros_like(text)).sample
+            latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
+    return latents
 
 
 def test_dense_lite_attention_matches_diffusers():
@@ -47,15 +62,7 @@ def test_skipping_with_branches_and_steps():
     model = tiny_wan()
     attns = la_diffusers.install(model, threshold=-1.0, cpu_tile=(16, 16))
     assert la.find_lite_attention(model) == attns
-    latents, text = inputs()
-    with torch.no_grad():
-        for step, t in enumerate([900, 700, 500, 300]):
-            la.set_step(model, step)
-            with la_diffusers.branch("cond"):
-                cond = model(latents, torch.tensor([t]), text).sample
-            with la_diffusers.branch("uncond"):
-                uncond = model(latents, torch.tensor([t]), torch.zeros_like(text)).sample
-            latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
+    latents = cfg_steps(model, *inputs())
     for a in attns:
         assert a.step == 3 and set(a.branches) == {"cond", "uncond"}
         assert a.stats_for("cond").calls == 4 and a.stats_for("uncond").calls == 4
@@ -69,15 +76,8 @@ def test_skipping_with_branches_and_steps():
 def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     """The same on CUDA in bfloat16 with head dim 64 (a kernel's head dim): dense LiteAttention
     against diffusers' own attention, then skipping steps with two branches."""
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=64, in_channels=4,
-                                  out_channels=4, text_dim=32, freq_dim=32, ffn_dim=128, num_layers=2,
-                                  rope_max_seq_len=64).eval().to("cuda", torch.bfloat16)
-    g = torch.Generator().manual_seed(1)
-    latents = torch.randn(1, 4, 5, 32, 32, generator=g).to("cuda", torch.bfloat16)  # 1280 tokens
-    text = torch.randn(1, 8, 32, generator=g).to("cuda", torch.bfloat16)
+    model = tiny_wan(head_dim=64).to("cuda", torch.bfloat16)
+    latents, text = (x.to("cuda", torch.bfloat16) for x in inputs(seed=1, frames=5, size=32))  # 1280 tokens
     t = torch.tensor([500], device="cuda")
     with torch.no_grad():
         reference = model(latents, t, text).sample.float()
@@ -89,14 +89,7 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     la_diffusers.uninstall(model)
 
     attns = la_diffusers.install(model, threshold=-6.0)
-    with torch.no_grad():
-        for step, t in enumerate([900, 700, 500, 300]):
-            la.set_step(model, step)
-            with la_diffusers.branch("cond"):
-                cond = model(latents, torch.tensor([t], device="cuda"), text).sample
-            with la_diffusers.branch("uncond"):
-                uncond = model(latents, torch.tensor([t], device="cuda"), torch.zeros_like(text)).sample
-            latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
+    latents = cfg_steps(model, latents, text)
     # Every call ran the skipping path on its branch's state. (Random weights attend almost
     # uniformly: at the kernel's 128-row query tiles some row keeps every key tile, so nothing is
     # skipped here; the CPU test above skips with 16 x 16 tiles.)

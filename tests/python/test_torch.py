@@ -7,17 +7,11 @@ torch = pytest.importorskip("torch")
 
 import lite_attention as la  # noqa: E402
 from conftest import randn, record_ops, reference  # noqa: E402
+from conftest import torch_drifting as drifting  # noqa: E402
 
 
 def tq(shape, seed=0, dtype=torch.float32, device="cpu"):
     return torch.from_numpy(randn(shape, seed)).to(device=device, dtype=dtype)
-
-
-def drifting(step, L=128, H=2, D=32, dtype=torch.float32, device="cpu"):
-    base = randn((1, L, H, D), 0)
-    x = base + 0.05 * randn(base.shape, 100 + step)
-    t = torch.from_numpy(x).to(device=device, dtype=dtype)
-    return t, t, tq((1, L, H, D), 1, dtype, device)
 
 
 @pytest.mark.parametrize("no_torch_ops", [False, True])
