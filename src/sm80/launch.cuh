@@ -39,9 +39,10 @@ void launch_attention(const AttentionArgs& args, const CallPlan& plan) {
   cuda::raise_shared_memory_limit(kernel, Config::kSharedBytes, args.q.device.index, shared_memory_raised);
 
   auto stream = static_cast<cudaStream_t>(args.stream);
-  // The kept counts (and the work-tile counter after them, which this kernel does not use).
+  // The kept counts start at zero; the work-tile counter and order after them are the Hopper
+  // kernel's and stay as they are.
   if (plan.skipping)
-    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, std::size_t(args.state.key.work_order_offset()) * 4, stream));
+    LITEATTN_CUDA_CHECK(cudaMemsetAsync(args.state.kept, 0, std::size_t(args.state.key.work_counter_offset()) * 4, stream));
   const auto work_tiles = static_cast<unsigned>(plan.batch * plan.heads * plan.q_tiles);
   kernel<<<work_tiles, Config::kThreads, Config::kSharedBytes, stream>>>(params);
   LITEATTN_CUDA_CHECK(cudaGetLastError());

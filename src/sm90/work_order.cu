@@ -159,6 +159,9 @@ __global__ void __launch_bounds__(kThreads, 1) order_work_tiles(const __grid_con
       p.order[position] = std::uint32_t(row);
     } else {
       const std::int32_t i = position - tail_begin;
+      // Counted again (the pair ranking counted it too): which rows form the tail is known only
+      // after the ranking, and recounting at most kMaxShortTail rows costs less than keeping
+      // every row's count until then.
       const std::int32_t work = counter.work(row);
       tail_row[i] = row;
       tail_work[i] = std::uint16_t(work);
