@@ -249,8 +249,9 @@ class CupyLib(ArrayLib):
             return int(self.cp.cuda.get_current_stream().ptr)
 
     def export(self, x):
-        # A plain DLPack capsule: calls run on the stream passed explicitly (see TorchLib.export).
-        return x.toDlpack()
+        # stream=-1: no synchronization (the DLPack protocol's value for it); calls run on the
+        # stream passed explicitly (see TorchLib.export). toDlpack() is deprecated in CuPy 14.
+        return x.__dlpack__(stream=-1)
 
     def to_numpy(self, x):
         return self.cp.asnumpy(x)
