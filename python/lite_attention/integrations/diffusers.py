@@ -1,4 +1,5 @@
-"""diffusers integration: LiteAttention inside a diffusers transformer (e.g. WanTransformer3DModel).
+"""diffusers integration: LiteAttention inside a diffusers transformer (WanTransformer3DModel,
+HunyuanVideoTransformer3DModel, CogVideoXTransformer3DModel).
 
     import lite_attention as la
     from lite_attention.integrations import diffusers as la_diffusers
@@ -13,18 +14,18 @@
     la_diffusers.uninstall(pipe.transformer)
 
 The installed processor wraps the module's own diffusers processor: its projections, norms,
-rotary embedding and output projection run unchanged; only the core attention call that the
-processor makes through diffusers' ``dispatch_attention_fn`` ((B, L, H, D) tensors, not causal,
-no context parallelism) goes to the layer's LiteAttention. A boolean key-padding mask (the text
-padding of HunyuanVideo's joint attention: every batch row keeps the same first n keys) runs as
-attention over those n keys; any other mask, and anything else, falls through to diffusers. One
-LiteAttention per attention module, one skip state per branch (CFG pass). float32 inputs on CUDA
-run in bfloat16 (the GPU kernel's types) and are cast back.
+rotary embedding and output projection run unchanged; only its core attention call (through
+diffusers' ``dispatch_attention_fn``, or torch's ``scaled_dot_product_attention`` for CogVideoX)
+goes to the layer's LiteAttention. A boolean key-padding mask (HunyuanVideo's text padding: every
+batch row keeps the same first n keys) runs as attention over those n keys; any other mask, causal
+or dropout calls and context parallelism fall through to diffusers. One LiteAttention per
+attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
+(the GPU kernel's types) and are cast back.
 
-Joint attention (HunyuanVideo: the text tokens appended to the video tokens in one sequence): the
-text's query rows run dense and the text's key tiles are never skipped, so skipping acts on
-video-to-video attention only (the text is a small part of the work, and the prompt's hold on
-every video token does not depend on how far the tokens are apart).
+Joint attention (text and video tokens in one sequence: text last in HunyuanVideo, first in
+CogVideoX): the text's query rows run dense and the text's key tiles are never skipped, so
+skipping acts on video-to-video attention only (the text is a small part of the work, and the
+prompt's hold on every video token does not depend on how far the tokens are apart).
 """
 from __future__ import annotations
 
@@ -33,14 +34,13 @@ import contextvars
 import inspect
 import sys
 import weakref
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, Hashable, List, Optional, Tuple
 
 from ..attention import LiteAttention
 
 # (processor, text tokens appended to its sequence) of the attention module running now.
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
 _BRANCH: contextvars.ContextVar = contextvars.ContextVar("lite_attention_branch", default=None)
-_ORIGINALS: Dict[str, Callable] = {}  # module name -> diffusers' dispatch_attention_fn there
 
 
 @contextlib.contextmanager
@@ -53,9 +53,13 @@ def branch(name: Optional[Hashable]):
         _BRANCH.reset(token)
 
 
-# Processors of joint attention that append the text tokens (encoder_hidden_states) to the
-# sequence, by class name.
-_TEXT_LAST_PROCESSORS = frozenset({"HunyuanVideoAttnProcessor2_0"})
+# Processors of joint attention, by class name: where they put the text tokens
+# (encoder_hidden_states) in the sequence, before the video tokens or after them.
+_TEXT_PLACEMENT = {
+    "HunyuanVideoAttnProcessor2_0": "last",
+    "CogVideoXAttnProcessor2_0": "first",
+    "FusedCogVideoXAttnProcessor2_0": "first",
+}
 
 # The last mask read: (a weak reference to it, its version, the key count it keeps or None). A
 # transformer passes one mask object to every layer of a forward pass, so the mask is read (a
@@ -84,34 +88,79 @@ def _kept_key_prefix(mask, batch: int, len_k: int) -> Optional[int]:
     return n
 
 
-def _routed(original: Callable) -> Callable:
+def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool):
+    """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
+    the call is not one it takes (none running, causal, dropout, a mask other than key padding,
+    arguments LiteAttention does not have)."""
+    active = _ACTIVE.get()
+    if active is None or is_causal or dropout_p or other_arguments:
+        return None
+    kept_keys = key.shape[1]
+    if attn_mask is not None:
+        kept_keys = _kept_key_prefix(attn_mask, key.shape[0], key.shape[1])
+        if kept_keys is None:
+            return None
+    processor, text = active
+    return processor.attend(query, key, value, scale, kept_keys=kept_keys, text=text)
+
+
+def _routed_dispatch(original: Callable) -> Callable:
+    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed."""
     def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                               enable_gqa=False, attention_kwargs=None, **kwargs):
-        active = _ACTIVE.get()
-        kept_keys = key.shape[1]
-        if active is not None and attn_mask is not None:
-            kept_keys = _kept_key_prefix(attn_mask, key.shape[0], key.shape[1])
-        if (active is None or kept_keys is None or is_causal or dropout_p
-                or kwargs.get("parallel_config") is not None):
-            return original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                            scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)
-        processor, text_tokens = active
-        return processor.attend(query, key, value, scale, kept_keys=kept_keys, text_tokens=text_tokens)
+        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale,
+                     kwargs.get("parallel_config") is not None)
+        if out is None:
+            out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                           scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)
+        return out
 
     dispatch_attention_fn.__wrapped__ = original
     dispatch_attention_fn._lite_attention = True
     return dispatch_attention_fn
 
 
+class _RoutedFunctional:
+    """torch.nn.functional for a diffusers module whose processors call
+    F.scaled_dot_product_attention ((B, H, L, D) tensors) directly (CogVideoX's): that one call
+    routed, every other name torch's own."""
+
+    _lite_attention = True
+
+    def __init__(self, functional):
+        self._functional = functional
+
+    def __getattr__(self, name):
+        return getattr(self._functional, name)
+
+    def scaled_dot_product_attention(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                     scale=None, enable_gqa=False):
+        out = None
+        if query.dim() == 4:
+            out = _route(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask, dropout_p,
+                         is_causal, scale, bool(enable_gqa))
+        if out is None:
+            return self._functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                                                 dropout_p=dropout_p, is_causal=is_causal,
+                                                                 scale=scale, enable_gqa=enable_gqa)
+        return out.transpose(1, 2)
+
+
 def _patch(module_name: str) -> None:
+    """Routes the attention call of the processors defined in that module: diffusers'
+    dispatch_attention_fn where they use it, else torch's scaled_dot_product_attention."""
     module = sys.modules.get(module_name)
-    fn = getattr(module, "dispatch_attention_fn", None) if module is not None else None
-    if fn is None:
-        raise TypeError(f"processor: {module_name} does not call diffusers' dispatch_attention_fn; "
-                        "this processor cannot be wrapped")
-    if not getattr(fn, "_lite_attention", False):
-        _ORIGINALS[module_name] = fn
-        module.dispatch_attention_fn = _routed(fn)
+    fn = getattr(module, "dispatch_attention_fn", None)
+    functional = getattr(module, "F", None)
+    if fn is not None:
+        if not getattr(fn, "_lite_attention", False):
+            module.dispatch_attention_fn = _routed_dispatch(fn)
+    elif functional is not None and hasattr(functional, "scaled_dot_product_attention"):
+        if not getattr(functional, "_lite_attention", False):
+            module.F = _RoutedFunctional(functional)
+    else:
+        raise TypeError(f"processor: {module_name} calls neither diffusers' dispatch_attention_fn nor "
+                        "torch's scaled_dot_product_attention as F; this processor cannot be wrapped")
 
 
 class LiteAttentionProcessor:
@@ -133,22 +182,23 @@ class LiteAttentionProcessor:
         self.__call__ = call
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        token = _ACTIVE.set((self, self._text_tokens(args, kwargs)))
+        token = _ACTIVE.set((self, self._text(args, kwargs)))
         try:
             return self.inner(attn, hidden_states, *args, **kwargs)
         finally:
             _ACTIVE.reset(token)
 
-    def _text_tokens(self, args, kwargs) -> int:
-        if type(self.inner).__name__ not in _TEXT_LAST_PROCESSORS:
-            return 0
+    def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
+        """(where the text sits, its token count) for a processor of joint attention."""
+        placement = _TEXT_PLACEMENT.get(type(self.inner).__name__)
         text = kwargs.get("encoder_hidden_states", args[0] if args else None)
-        return 0 if text is None else int(text.shape[1])
+        return None if placement is None or text is None else (placement, int(text.shape[1]))
 
-    def attend(self, query, key, value, scale=None, kept_keys: Optional[int] = None, text_tokens: int = 0):
-        """Attention of query over the first kept_keys keys (all by default); with text_tokens,
-        the last text_tokens positions of the sequence are text: their query rows run dense and
-        their key tiles are never skipped."""
+    def attend(self, query, key, value, scale=None, kept_keys: Optional[int] = None,
+               text: Optional[Tuple[str, int]] = None):
+        """Attention of query over the first kept_keys keys (all by default), (B, L, H, D). With
+        text = (placement, n), the first or last n positions of the sequence are text tokens:
+        their query rows run dense and their key tiles are never skipped."""
         cast = query.is_cuda and query.dtype not in _GPU_DTYPES
         if cast:
             import torch
@@ -157,7 +207,7 @@ class LiteAttentionProcessor:
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
         if kept_keys is not None and kept_keys < key.shape[1]:
             key, value = key[:, :kept_keys], value[:, :kept_keys]
-        dense_queries, must_do = _text_ranges(query.shape[1], key.shape[1], text_tokens)
+        dense_queries, must_do = _text_ranges(query.shape[1], key.shape[1], text)
         out = self.lite_attention(query, key, value, scale=scale, branch=_BRANCH.get(), must_do_list=must_do,
                                   dense_queries=dense_queries)
         return out.to(dtype) if cast else out
@@ -169,12 +219,15 @@ class LiteAttentionProcessor:
         return getattr(self.inner, name)
 
 
-def _text_ranges(len_q: int, len_k: int, text_tokens: int) -> Tuple[Optional[list], Optional[list]]:
-    """(dense query ranges, must-do key ranges) for a sequence whose last text_tokens positions
-    are text; the keys end at len_k (the text's padding cut off)."""
-    if text_tokens <= 0:
+def _text_ranges(len_q: int, len_k: int, text: Optional[Tuple[str, int]]) -> Tuple[Optional[list], Optional[list]]:
+    """(dense query ranges, must-do key ranges) for a sequence with text = (placement, n) tokens
+    of text first or last; the keys end at len_k (text padding at the end cut off)."""
+    if text is None or text[1] <= 0:
         return None, None
-    start = max(len_q - text_tokens, 0)
+    placement, n = text
+    if placement == "first":
+        return [(0, min(n, len_q))], [(0, min(n, len_k))]
+    start = max(len_q - n, 0)
     return [(start, len_q)], ([(start, len_k)] if len_k > start else None)
 
 
@@ -197,7 +250,7 @@ def _self_attention(name: str, module) -> bool:
     processor = getattr(module, "processor", None)
     if isinstance(processor, LiteAttentionProcessor):
         processor = processor.inner
-    return name.split(".")[-1] == "attn1" or type(processor).__name__ in _TEXT_LAST_PROCESSORS
+    return name.split(".")[-1] == "attn1" or type(processor).__name__ == "HunyuanVideoAttnProcessor2_0"
 
 
 def install(model, select: Callable[[str, object], bool] = _self_attention,

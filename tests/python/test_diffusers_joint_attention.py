@@ -1,0 +1,212 @@
+"""The diffusers integration on joint video-text attention, on tiny models built from configs
+with random weights: HunyuanVideoTransformer3DModel (text tokens after the video tokens, the
+text's padding masked out as keys; routed through diffusers' dispatch_attention_fn) and
+CogVideoXTransformer3DModel (text tokens first, rotary embedding on the video tokens; routed
+through torch's scaled_dot_product_attention). This tests the integration (routing, the padding
+mask, the text ranges, branches), not quality."""
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+import lite_attention as la  # noqa: E402
+from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+from lite_attention.integrations.diffusers import _kept_key_prefix  # noqa: E402
+
+TEXT_TOKENS = 8  # the (padded) text length
+
+
+class HunyuanVideo:
+    """Video tokens, then TEXT_TOKENS text tokens of which the first real_text[b] are real."""
+
+    @staticmethod
+    def model(head_dim=32):
+        from diffusers import HunyuanVideoTransformer3DModel
+
+        torch.manual_seed(0)
+        rope_axes = (head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8)  # (frames, rows, columns)
+        return HunyuanVideoTransformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2,
+                                              attention_head_dim=head_dim, num_layers=1, num_single_layers=1,
+                                              num_refiner_layers=1, text_embed_dim=32, pooled_projection_dim=16,
+                                              rope_axes_dim=rope_axes).eval()
+
+    @staticmethod
+    def inputs(real_text=(5,), seed=0, frames=3, size=16, head_dim=None):
+        g = torch.Generator().manual_seed(seed)
+        batch = len(real_text)
+        latents = torch.randn(batch, 4, frames, size, size, generator=g)
+        text = torch.randn(batch, TEXT_TOKENS, 32, generator=g)
+        text_mask = torch.stack([torch.arange(TEXT_TOKENS) < n for n in real_text]).long()
+        pooled = torch.randn(batch, 16, generator=g)
+        return latents, text, text_mask, pooled
+
+    @staticmethod
+    def forward(model, x, t=500):
+        latents, text, text_mask, pooled = x
+        batch, device = latents.shape[0], latents.device
+        with torch.no_grad():
+            return model(latents, torch.full((batch,), t, device=device), text, text_mask, pooled,
+                         guidance=torch.full((batch,), 3000.0, device=device)).sample
+
+    @staticmethod
+    def text_positions(video_tokens, real_text):
+        """(query rows, key positions) of the text; the keys end at the real text."""
+        return range(video_tokens, video_tokens + TEXT_TOKENS), range(video_tokens, video_tokens + real_text)
+
+
+class CogVideoX:
+    """TEXT_TOKENS text tokens, then the video tokens (frames, channels first), with a rotary
+    embedding of the video tokens passed in as the pipeline does."""
+
+    @staticmethod
+    def model(head_dim=32):
+        from diffusers import CogVideoXTransformer3DModel
+
+        torch.manual_seed(0)
+        return CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=head_dim, in_channels=4,
+                                           out_channels=4, num_layers=2, text_embed_dim=32, time_embed_dim=32,
+                                           sample_width=16, sample_height=16, sample_frames=9,
+                                           use_rotary_positional_embeddings=True).eval()
+
+    @staticmethod
+    def inputs(real_text=(TEXT_TOKENS,), seed=0, frames=3, size=16, head_dim=32):
+        g = torch.Generator().manual_seed(seed)
+        latents = torch.randn(len(real_text), frames, 4, size, size, generator=g)
+        text = torch.randn(len(real_text), TEXT_TOKENS, 32, generator=g)
+        video_tokens = frames * (size // 2) ** 2
+        rotary = (torch.randn(video_tokens, head_dim, generator=g), torch.randn(video_tokens, head_dim, generator=g))
+        return latents, text, rotary
+
+    @staticmethod
+    def forward(model, x, t=500):
+        latents, text, rotary = x
+        with torch.no_grad():
+            return model(latents, text, torch.full((latents.shape[0],), t, device=latents.device),
+                         image_rotary_emb=rotary).sample
+
+    @staticmethod
+    def text_positions(video_tokens, real_text):
+        return range(0, TEXT_TOKENS), range(0, TEXT_TOKENS)
+
+
+MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX, id="CogVideoX")]
+
+
+def routed_twice(kind, model, x, attns):
+    """Runs the model twice; whether both passes' attention ran on the LiteAttention instances
+    (their step counters advance on the second call) or none did."""
+    out = kind.forward(model, x)
+    kind.forward(model, x)
+    return out, all(a.step == 1 for a in attns), all(a.step == 0 for a in attns)
+
+
+def assert_text_kept(state, rows, keys):
+    """The query tiles holding text rows computed every key tile, and every query tile computed
+    the key tiles holding text keys."""
+    bm, bn = state.key.tile
+    kept = state.tile_mask()  # (B, H, query tiles, key tiles)
+    assert kept[:, :, rows.start // bm:-(-rows.stop // bm), :].all(), "a text query tile skipped a key tile"
+    assert kept[..., keys.start // bn:-(-keys.stop // bn)].all(), "a query tile skipped text keys"
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_dense_lite_attention_matches_diffusers(kind):
+    model = kind.model()
+    x = kind.inputs()
+    reference = kind.forward(model, x)
+    attns = la_diffusers.install(model, enable_skipping=False)
+    # HunyuanVideo: the dual- and the single-stream block's joint attention, not the text refiner.
+    assert len(attns) == 2
+    out, routed, _ = routed_twice(kind, model, x, attns)
+    assert routed  # HunyuanVideo's padding mask did not send the calls back to diffusers
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+    la_diffusers.uninstall(model)
+
+
+def test_a_batch_with_different_text_lengths_falls_through_to_diffusers():
+    model = HunyuanVideo.model()
+    x = HunyuanVideo.inputs(real_text=(5, 3))
+    reference = HunyuanVideo.forward(model, x)
+    attns = la_diffusers.install(model, enable_skipping=False)
+    out, _, untouched = routed_twice(HunyuanVideo, model, x, attns)
+    assert untouched
+    torch.testing.assert_close(out, reference, atol=0, rtol=0)
+
+
+def test_kept_key_prefix_reads_only_key_padding_masks():
+    keys = torch.arange(10)
+    prefix = (keys < 7).view(1, 1, 1, 10)
+    assert _kept_key_prefix(prefix, 1, 10) == 7
+    assert _kept_key_prefix(prefix.view(1, 10), 3, 10) == 7  # one row for the whole batch
+    assert _kept_key_prefix(torch.stack([keys < 7, keys < 7]).view(2, 1, 1, 10), 2, 10) == 7
+    assert _kept_key_prefix(torch.stack([keys < 7, keys < 5]).view(2, 1, 1, 10), 2, 10) is None  # lengths differ
+    assert _kept_key_prefix(((keys < 7) & (keys != 3)).view(1, 1, 1, 10), 1, 10) is None  # a hole
+    assert _kept_key_prefix(torch.zeros(1, 1, 1, 10, dtype=torch.bool), 1, 10) is None  # nothing kept
+    assert _kept_key_prefix(prefix.float(), 1, 10) is None  # an additive mask
+    assert _kept_key_prefix(prefix.expand(1, 1, 10, 10).contiguous(), 1, 10) is None  # per query row
+    assert _kept_key_prefix(prefix, 1, 12) is None  # another key count
+    # The answer is kept per mask object and version: an in-place change is read again.
+    prefix[..., 6] = False
+    assert _kept_key_prefix(prefix, 1, 10) == 6
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_skipping_leaves_the_text_dense_on_each_branch(kind):
+    """Threshold 0 skips every tile that does not raise a row's running max, so video tiles are
+    skipped; the text's query tiles run dense and the tiles of the real text keys are never
+    skipped, with each branch's own text length (HunyuanVideo) and state."""
+    model = kind.model()
+    video_tokens, tile = 3 * 8 * 8, 16
+    attns = la_diffusers.install(model, threshold=0.0, cpu_tile=(tile, tile))
+    real = {"cond": 5, "uncond": 2} if kind is HunyuanVideo else {"cond": TEXT_TOKENS, "uncond": TEXT_TOKENS}
+    x = {name: kind.inputs(real_text=(n,), seed=1 + i) for i, (name, n) in enumerate(real.items())}
+    for step, t in enumerate((900, 700, 500, 300)):
+        la.set_step(model, step)
+        for name in real:
+            with la_diffusers.branch(name):
+                assert torch.isfinite(kind.forward(model, x[name], t=t)).all()
+    skipped_video = False
+    for a in attns:
+        for name, n in real.items():
+            state = a.state(name)
+            assert a.stats_for(name).calls == 4
+            assert state.key.len_k == video_tokens + n  # HunyuanVideo: the text's padding cut off
+            rows, keys = kind.text_positions(video_tokens, n)
+            assert_text_kept(state, rows, keys)
+            skipped_video |= not state.tile_mask().all()
+    assert skipped_video
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", MODELS)
+def test_on_the_gpu_kernel_dense_matches_diffusers_and_text_stays_dense(kind):
+    """The same on CUDA in bfloat16 with head dim 64 (a kernel's head dim and tile)."""
+    head_dim, frames, size = 64, 5, 32
+    video_tokens = frames * (size // 2) ** 2  # 1280
+    model = kind.model(head_dim).to("cuda", torch.bfloat16)
+
+    def on_gpu(x):
+        if isinstance(x, tuple):
+            return tuple(on_gpu(y) for y in x)
+        return x.to("cuda", torch.bfloat16 if x.is_floating_point() else x.dtype)
+
+    x = on_gpu(kind.inputs(seed=2, frames=frames, size=size, head_dim=head_dim))
+    reference = kind.forward(model, x).float()
+    attns = la_diffusers.install(model, enable_skipping=False)
+    out, routed, _ = routed_twice(kind, model, x, attns)
+    assert routed
+    out = out.float()
+    assert ((out - reference).norm() / reference.norm()).item() < 2e-2
+    la_diffusers.uninstall(model)
+
+    attns = la_diffusers.install(model, threshold=0.0)
+    for step, t in enumerate((900, 700, 500)):
+        la.set_step(model, step)
+        with la_diffusers.branch("cond"):
+            assert torch.isfinite(kind.forward(model, x, t=t)).all()
+    real = 5 if kind is HunyuanVideo else TEXT_TOKENS
+    for a in attns:
+        assert a.stats_for("cond").calls == 3
+        assert_text_kept(a.state("cond"), *kind.text_positions(video_tokens, real))
+    if kind is CogVideoX:  # (HunyuanVideo's random weights give flat attention at 128-row tiles: nothing skips)
+        assert any(not a.state("cond").tile_mask().all() for a in attns)
