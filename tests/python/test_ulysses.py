@@ -1,0 +1,89 @@
+"""Ulysses sequence parallelism over torch.distributed: ranks started with torch.multiprocessing
+(gloo on the CPU, NCCL on two GPUs), each holding a sequence shard for every head, against one
+LiteAttention over the whole sequence in the same process. Per head the work is the same, so
+outputs, LSEs and skip masks must be equal bit for bit."""
+import pytest
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
+if not dist.is_available():
+    pytest.skip("this torch has no torch.distributed", allow_module_level=True)
+
+import torch.multiprocessing as mp  # noqa: E402
+
+from lite_attention import LiteAttention  # noqa: E402
+from lite_attention.integrations.ulysses import UlyssesLiteAttention  # noqa: E402
+
+RANKS = 2
+
+
+def whole_sequence(shape, dtype, device, seed):
+    """q, k, v over the whole sequence (every rank draws the same), with logits that decay with
+    distance along the sequence so that tiles get skipped."""
+    g = torch.Generator().manual_seed(seed)
+    b, length, heads, d = shape
+    q, k, v = (torch.randn(shape, generator=g) for _ in range(3))
+    # q.k gains 16 x y - 8 y^2 = -8 (x - y)^2 + 8 x^2 for positions x, y: the last term is the
+    # same for a whole query row, so the weights decay with the distance (x - y)^2.
+    position = torch.linspace(-3, 3, length).view(1, length, 1)
+    q[..., 0], k[..., 0] = 4 * position, 4 * position
+    q[..., 1], k[..., 1] = 1.0, -8 * position ** 2
+    return tuple(x.to(device, dtype) for x in (q, k, v))
+
+
+def check_rank(rank, shape, dtype, device, options):
+    """Three steps on two branches: this rank's shard against the whole-sequence run."""
+    q, k, v = whole_sequence(shape, dtype, device, seed=3)
+    length, heads = shape[1], shape[2]
+    shard = slice(rank * length // RANKS, (rank + 1) * length // RANKS)
+    mine = slice(rank * heads // RANKS, (rank + 1) * heads // RANKS)
+    ulysses, whole = UlyssesLiteAttention(**options), LiteAttention(**options)
+    for step in range(3):
+        for branch in ("cond", "uncond"):
+            scale = 1.0 if branch == "cond" else 0.5
+            out, lse = ulysses(q[:, shard], k[:, shard], v[:, shard], scale, True, must_do_list=[(0, 8)],
+                               branch=branch)
+            ref_out, ref_lse = whole(q, k, v, scale, True, must_do_list=[(0, 8)], branch=branch)
+            assert out.shape == q[:, shard].shape and lse.shape == (shape[0], heads, length // RANKS)
+            assert torch.equal(out, ref_out[:, shard]), f"rank {rank} step {step} {branch}: out differs"
+            assert torch.equal(lse, ref_lse[:, :, shard]), f"rank {rank} step {step} {branch}: lse differs"
+            mask, ref_mask = ulysses.state(branch).tile_mask(), whole.state(branch).tile_mask()
+            assert (mask == ref_mask[:, mine]).all(), f"rank {rank} step {step} {branch}: masks differ"
+    assert whole.stats_for("cond").sparsity > 0  # the comparison covered skipped tiles
+
+
+def rank_main(rank, init_file, backend, shape, dtype, options):
+    device = "cpu"
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = f"cuda:{rank}"
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=RANKS)
+    try:
+        check_rank(rank, shape, dtype, device, options)
+        heads = shape[2] + 1  # not a multiple of the ranks
+        x = torch.randn(1, 8, heads, shape[3], device=device, dtype=dtype)
+        with pytest.raises(ValueError, match=rf"query: expected heads divisible by the group's {RANKS} ranks, got {heads}"):
+            UlyssesLiteAttention(**options)(x, x, x)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(tmp_path, backend, shape, dtype, options):
+    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, shape, dtype, options), nprocs=RANKS)
+
+
+def test_ulysses_shards_match_the_whole_sequence_on_the_cpu(tmp_path):
+    spawn(tmp_path, "gloo", (1, 96, 4, 32), torch.float32, dict(threshold=-2.0, cpu_tile=(16, 16)))
+
+
+def test_without_an_initialized_group_the_call_says_so():
+    x = torch.randn(1, 8, 2, 32)
+    with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):
+        UlyssesLiteAttention()(x, x, x)
+
+
+@pytest.mark.gpu
+def test_ulysses_shards_match_the_whole_sequence_on_two_gpus(tmp_path):
+    if not torch.cuda.is_available() or torch.cuda.device_count() < RANKS or not dist.is_nccl_available():
+        pytest.skip(f"needs {RANKS} GPUs and NCCL")
+    spawn(tmp_path, "nccl", (1, 2048, 4, 128), torch.bfloat16, dict(threshold=-6.0))
