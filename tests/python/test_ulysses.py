@@ -82,6 +82,16 @@ def test_without_an_initialized_group_the_call_says_so():
         UlyssesLiteAttention()(x, x, x)
 
 
+def test_shards_must_be_torch_tensors(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        x = torch.randn(1, 8, 2, 32)
+        with pytest.raises(TypeError, match="key: expected a torch.Tensor"):
+            UlyssesLiteAttention()(x, x.numpy(), x)
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.gpu
 def test_ulysses_shards_match_the_whole_sequence_on_two_gpus(tmp_path):
     if not torch.cuda.is_available() or torch.cuda.device_count() < RANKS or not dist.is_nccl_available():

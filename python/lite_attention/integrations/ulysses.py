@@ -44,6 +44,10 @@ def _all_to_all(x, group):
 
 def _sequence_to_heads(x, ranks: int, group, name: str):
     """(B, L/P, H, D) sequence shard -> (B, L, H/P, D): the whole sequence, this rank's heads."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor (torch.distributed moves the shards), got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected a (batch, seq_len, heads, head_dim) tensor, got shape {tuple(x.shape)}")
     b, shard, heads, d = x.shape
