@@ -89,7 +89,18 @@ class CogVideoX:
         return range(0, TEXT_TOKENS), range(0, TEXT_TOKENS)
 
 
-MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX, id="CogVideoX")]
+class CogVideoXFused(CogVideoX):
+    """CogVideoX with fused QKV projections (another processor class, the same attention call)."""
+
+    @staticmethod
+    def model(head_dim=32):
+        model = CogVideoX.model(head_dim)
+        model.fuse_qkv_projections()
+        return model
+
+
+MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX, id="CogVideoX"),
+          pytest.param(CogVideoXFused, id="CogVideoX-fused")]
 
 
 def routed_twice(kind, model, x, attns):
@@ -208,5 +219,5 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_text_stays_dense(kind):
     for a in attns:
         assert a.stats_for("cond").calls == 3
         assert_text_kept(a.state("cond"), *kind.text_positions(video_tokens, real))
-    if kind is CogVideoX:  # (HunyuanVideo's random weights give flat attention at 128-row tiles: nothing skips)
+    if kind is not HunyuanVideo:  # (HunyuanVideo's random weights give flat attention at 128-row tiles: nothing skips)
         assert any(not a.state("cond").tile_mask().all() for a in attns)
