@@ -1,5 +1,7 @@
 """The diffusers integration on a tiny WanTransformer3DModel built from a config with random
 weights: this tests the integration (shapes, routing, branches, steps), not quality."""
+import contextlib
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -27,15 +29,18 @@ def inputs(seed=0, frames=3, size=16):
     return latents, text
 
 
-def cfg_steps(model, latents, text, timesteps=(900, 700, 500, 300)):
-    """A few sampler steps with classifier-free guidance: a "cond" and an "uncond" pass each."""
+def cfg_steps(model, latents, text, timesteps=(900, 700, 500, 300), explicit=True):
+    """A few sampler steps with classifier-free guidance, a conditional and an unconditional pass
+    each. explicit: the passes named with branch() and the steps set, as the docs show; else the
+    transformer is called as a diffusers pipeline calls it, with no LiteAttention code."""
     with torch.no_grad():
         for step, t in enumerate(timesteps):
-            la.set_step(model, step)
+            if explicit:
+                la.set_step(model, step)
             t = torch.tensor([t], device=latents.device)
-            with la_diffusers.branch("cond"):
+            with la_diffusers.branch("cond") if explicit else contextlib.nullcontext():
                 cond = model(latents, t, text).sample
-            with la_diffusers.branch("uncond"):
+            with la_diffusers.branch("uncond") if explicit else contextlib.nullcontext():
                 uncond = model(latents, t, torch.zeros_like(text)).sample
             latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
     return latents
@@ -47,7 +52,7 @@ def test_dense_lite_attention_matches_diffusers():
     t = torch.tensor([500])
     with torch.no_grad():
         reference = model(latents, t, text).sample
-        attns = la_diffusers.install(model, enable_skipping=False)
+        attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
         assert len(attns) == 2  # the two self-attention layers (attn1), not the cross-attention
         out = model(latents, t, text).sample
         model(latents, t, text)
@@ -72,6 +77,33 @@ def test_skipping_with_branches_and_steps():
     assert all(a.stats_for("cond").calls == 0 for a in attns)
 
 
+def test_a_pipeline_run_as_is_keeps_branches_apart_and_starts_each_video_afresh():
+    """With no branch() or set_step, the passes of a step run on branches 0 and 1 (by the
+    timestep the pipeline passes), and a new video starts from fresh states: each video equals
+    the run with explicit branches and steps, bit for bit."""
+    options = dict(threshold=-1.0, cpu_tile=(16, 16))
+    explicit = tiny_wan()
+    la_diffusers.install(explicit, **options)
+    want = cfg_steps(explicit, *inputs())
+    model = tiny_wan()
+    attns = la_diffusers.install(model, **options)
+    for video in range(2):
+        assert torch.equal(cfg_steps(model, *inputs(), explicit=False), want), f"video {video}"
+        for a in attns:
+            assert set(a.branches) == {0, 1} and a.step == 3
+            assert a.stats_for(0).calls == 4 and a.stats_for(1).calls == 4
+    assert max(a.stats_for(0).sparsity for a in attns) > 0  # the branches' masks mattered
+    la_diffusers.uninstall(model)
+    assert not model._forward_pre_hooks and not model._forward_hooks
+
+
+def test_auto_branches_needs_a_timestep_argument():
+    model = tiny_wan()
+    with pytest.raises(ValueError, match=r"auto_branches: WanTransformerBlock.forward takes no timestep"):
+        la_diffusers.install(model.blocks[0])
+    assert len(la_diffusers.install(model.blocks[0], auto_branches=False)) == 1
+
+
 @pytest.mark.gpu
 def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     """The same on CUDA in bfloat16 with head dim 64 (a kernel's head dim): dense LiteAttention
@@ -81,7 +113,7 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     t = torch.tensor([500], device="cuda")
     with torch.no_grad():
         reference = model(latents, t, text).sample.float()
-        attns = la_diffusers.install(model, enable_skipping=False)
+        attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
         dense = model(latents, t, text).sample.float()
         model(latents, t, text)
     assert all(a.step == 1 for a in attns)  # both calls went through the LiteAttention instances

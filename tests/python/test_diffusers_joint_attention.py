@@ -105,7 +105,8 @@ MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX,
 
 def routed_twice(kind, model, x, attns):
     """Runs the model twice; whether both passes' attention ran on the LiteAttention instances
-    (their step counters advance on the second call) or none did."""
+    (installed with auto_branches=False, their step counters advance on the second call) or none
+    did."""
     out = kind.forward(model, x)
     kind.forward(model, x)
     return out, all(a.step == 1 for a in attns), all(a.step == 0 for a in attns)
@@ -125,7 +126,7 @@ def test_dense_lite_attention_matches_diffusers(kind):
     model = kind.model()
     x = kind.inputs()
     reference = kind.forward(model, x)
-    attns = la_diffusers.install(model, enable_skipping=False)
+    attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
     # HunyuanVideo: the dual- and the single-stream block's joint attention, not the text refiner.
     assert len(attns) == 2
     out, routed, _ = routed_twice(kind, model, x, attns)
@@ -138,7 +139,7 @@ def test_a_batch_with_different_text_lengths_falls_through_to_diffusers():
     model = HunyuanVideo.model()
     x = HunyuanVideo.inputs(real_text=(5, 3))
     reference = HunyuanVideo.forward(model, x)
-    attns = la_diffusers.install(model, enable_skipping=False)
+    attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
     out, _, untouched = routed_twice(HunyuanVideo, model, x, attns)
     assert untouched
     torch.testing.assert_close(out, reference, atol=0, rtol=0)
@@ -203,7 +204,7 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_text_stays_dense(kind):
 
     x = on_gpu(kind.inputs(seed=2, frames=frames, size=size, head_dim=head_dim))
     reference = kind.forward(model, x).float()
-    attns = la_diffusers.install(model, enable_skipping=False)
+    attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
     out, routed, _ = routed_twice(kind, model, x, attns)
     assert routed
     out = out.float()

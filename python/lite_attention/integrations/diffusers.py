@@ -5,13 +5,15 @@ HunyuanVideoTransformer3DModel, CogVideoXTransformer3DModel).
     from lite_attention.integrations import diffusers as la_diffusers
 
     attns = la_diffusers.install(pipe.transformer, threshold=-10.0)   # self-attention layers only
-    for i, t in enumerate(timesteps):
+    video = pipe(prompt, negative_prompt=negative).frames[0]   # CFG passes on branches 0 and 1
+    la_diffusers.uninstall(pipe.transformer)
+
+    for i, t in enumerate(timesteps):            # or, in your own loop, name them yourself
         la.set_step(pipe.transformer, i)
         with la_diffusers.branch("cond"):
             noise_cond = pipe.transformer(latents, t, prompt_embeds).sample
         with la_diffusers.branch("uncond"):
             noise_uncond = pipe.transformer(latents, t, negative_prompt_embeds).sample
-    la_diffusers.uninstall(pipe.transformer)
 
 The installed processor wraps the module's own diffusers processor: its projections, norms,
 rotary embedding and output projection run unchanged; only its core attention call (through
@@ -253,12 +255,68 @@ def _self_attention(name: str, module) -> bool:
     return name.split(".")[-1] == "attn1" or type(processor).__name__ == "HunyuanVideoAttnProcessor2_0"
 
 
-def install(model, select: Callable[[str, object], bool] = _self_attention,
+class _Trajectory:
+    """Forward hooks on a transformer that follow the sampler through its timestep argument, so
+    that a pipeline run as it is (``pipe(prompt)``) keeps CFG branches apart and starts each
+    video afresh:
+    - a pass whose timestep equals the previous pass's is the next pass of the same denoising
+      step; a step's passes run on branches 0, 1, ... in order (diffusers' pipelines run the
+      conditional pass first, then the unconditional one);
+    - a timestep above the previous one starts a new trajectory (a new video): every skip state
+      and step counter of the model's LiteAttention instances starts over.
+    Reading the timestep is one small device-to-host copy per pass. A pass inside an explicit
+    branch() is left alone."""
+
+    def __init__(self, model):
+        self.model = model
+        self.signature = inspect.signature(model.forward)
+        self.last: Optional[list] = None  # the previous pass's timestep values
+        self.index = 0  # the branch of the previous pass
+        self.tokens: list = []
+        self.handles = (model.register_forward_pre_hook(self.before, with_kwargs=True),
+                        model.register_forward_hook(self.after, always_call=True))
+
+    def before(self, module, args, kwargs):
+        if _BRANCH.get() is not None:
+            self.tokens.append(None)
+            return
+        timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
+        values = timestep.detach().flatten().tolist() if hasattr(timestep, "detach") else [float(timestep)]
+        if values == self.last:
+            self.index += 1
+        else:
+            if self.last is not None and values[0] > self.last[0]:
+                from ..attention import reset_skip_states
+
+                reset_skip_states(self.model)
+            self.index = 0
+        self.last = values
+        self.tokens.append(_BRANCH.set(self.index))
+
+    def after(self, module, args, output):
+        token = self.tokens.pop()
+        if token is not None:
+            _BRANCH.reset(token)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def install(model, select: Callable[[str, object], bool] = _self_attention, auto_branches: bool = True,
             **lite_attention_kwargs) -> List[LiteAttention]:
     """Gives every selected attention module (default: self-attention, named attn1, and the joint
     video-text attention of HunyuanVideo's blocks) a LiteAttentionProcessor with its own
     LiteAttention(**lite_attention_kwargs); returns them in module order. Installing twice leaves
-    the existing ones in place."""
+    the existing ones in place.
+
+    auto_branches: follow the sampler through the model's timestep argument (see _Trajectory):
+    the passes of a denoising step run on branches 0, 1, ... and a new video resets the states,
+    so ``pipe(prompt)`` needs no further code. Explicit ``branch()`` contexts and ``set_step`` take
+    over where used."""
+    if auto_branches and "timestep" not in inspect.signature(model.forward).parameters:
+        raise ValueError(f"auto_branches: {type(model).__name__}.forward takes no timestep to follow; pass "
+                         "auto_branches=False and name the branches with branch()")
     installed = []
     for name, module in model.named_modules():
         if not (hasattr(module, "processor") and hasattr(module, "set_processor")) or not select(name, module):
@@ -270,12 +328,18 @@ def install(model, select: Callable[[str, object], bool] = _self_attention,
         installed.append(processor.lite_attention)
     if not installed:
         raise ValueError("model: found no attention module to give a LiteAttention (select matched nothing)")
+    if auto_branches and getattr(model, "_lite_attention_trajectory", None) is None:
+        model._lite_attention_trajectory = _Trajectory(model)
     return installed
 
 
 def uninstall(model) -> None:
-    """Puts the wrapped diffusers processors back."""
+    """Puts the wrapped diffusers processors back and removes the trajectory hooks."""
     for _, module in model.named_modules():
         processor = getattr(module, "processor", None)
         if isinstance(processor, LiteAttentionProcessor):
             module.set_processor(processor.inner)
+    trajectory = getattr(model, "_lite_attention_trajectory", None)
+    if trajectory is not None:
+        trajectory.remove()
+        model._lite_attention_trajectory = None
