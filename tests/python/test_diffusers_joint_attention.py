@@ -11,7 +11,7 @@ pytest.importorskip("diffusers")
 
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
-from lite_attention.integrations.diffusers import _kept_key_prefix  # noqa: E402
+from lite_attention.integrations.diffusers._routing import _kept_key_prefix  # noqa: E402
 
 TEXT_TOKENS = 8  # the (padded) text length
 

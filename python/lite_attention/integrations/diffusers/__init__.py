@@ -1,0 +1,105 @@
+"""diffusers integration: LiteAttention inside a diffusers transformer (WanTransformer3DModel,
+HunyuanVideoTransformer3DModel, CogVideoXTransformer3DModel).
+
+    import lite_attention as la
+    from lite_attention.integrations import diffusers as la_diffusers
+
+    attns = la_diffusers.install(pipe.transformer, threshold=-10.0)   # self-attention layers only
+    video = pipe(prompt, negative_prompt=negative).frames[0]   # CFG passes on branches 0 and 1
+    la_diffusers.uninstall(pipe.transformer)
+
+    for i, t in enumerate(timesteps):            # or, in your own loop, name them yourself
+        la.set_step(pipe.transformer, i)
+        with la_diffusers.branch("cond"):
+            noise_cond = pipe.transformer(latents, t, prompt_embeds).sample
+        with la_diffusers.branch("uncond"):
+            noise_uncond = pipe.transformer(latents, t, negative_prompt_embeds).sample
+
+The installed processor wraps the module's own diffusers processor: its projections, norms,
+rotary embedding and output projection run unchanged; only its core attention call (through
+diffusers' ``dispatch_attention_fn``, or torch's ``scaled_dot_product_attention`` for CogVideoX)
+goes to the layer's LiteAttention. A boolean key-padding mask (HunyuanVideo's text padding: every
+batch row keeps the same first n keys) runs as attention over those n keys; any other mask, causal
+or dropout calls and context parallelism fall through to diffusers. One LiteAttention per
+attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
+(the GPU kernel's types) and are cast back.
+
+Joint attention (text and video tokens in one sequence: text last in HunyuanVideo, first in
+CogVideoX): the text's query rows run dense and the text's key tiles are never skipped, so
+skipping acts on video-to-video attention only (the text is a small part of the work, and the
+prompt's hold on every video token does not depend on how far the tokens are apart).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Callable, Hashable, List, Optional
+
+from ...attention import LiteAttention
+from ._processor import LiteAttentionProcessor
+from ._routing import _BRANCH
+from ._trajectory import _Trajectory
+
+__all__ = ["LiteAttentionProcessor", "branch", "install", "uninstall"]
+
+
+@contextlib.contextmanager
+def branch(name: Optional[Hashable]):
+    """Calls inside run on this branch's skip states (e.g. 'cond', 'uncond')."""
+    token = _BRANCH.set(name)
+    try:
+        yield
+    finally:
+        _BRANCH.reset(token)
+
+
+def _self_attention(name: str, module) -> bool:
+    # diffusers names a transformer block's self-attention attn1 (attn2: cross-attention; Wan,
+    # for one, runs both with the same processor class). Joint attention over video and text
+    # (HunyuanVideo) is known by its processor; HunyuanVideo's text refiner has another one.
+    processor = getattr(module, "processor", None)
+    if isinstance(processor, LiteAttentionProcessor):
+        processor = processor.inner
+    return name.split(".")[-1] == "attn1" or type(processor).__name__ == "HunyuanVideoAttnProcessor2_0"
+
+
+def install(model, select: Callable[[str, object], bool] = _self_attention, auto_branches: bool = True,
+            **lite_attention_kwargs) -> List[LiteAttention]:
+    """Gives every selected attention module (default: self-attention, named attn1, and the joint
+    video-text attention of HunyuanVideo's blocks) a LiteAttentionProcessor with its own
+    LiteAttention(**lite_attention_kwargs); returns them in module order. Installing twice leaves
+    the existing ones in place.
+
+    auto_branches: follow the sampler through the model's timestep argument (see _Trajectory):
+    the passes of a denoising step run on branches 0, 1, ... and a new video resets the states,
+    so ``pipe(prompt)`` needs no further code. Explicit ``branch()`` contexts and ``set_step`` take
+    over where used."""
+    if auto_branches and "timestep" not in inspect.signature(model.forward).parameters:
+        raise ValueError(f"auto_branches: {type(model).__name__}.forward takes no timestep to follow; pass "
+                         "auto_branches=False and name the branches with branch()")
+    installed = []
+    for name, module in model.named_modules():
+        if not (hasattr(module, "processor") and hasattr(module, "set_processor")) or not select(name, module):
+            continue
+        processor = module.processor
+        if not isinstance(processor, LiteAttentionProcessor):
+            processor = LiteAttentionProcessor(processor, **lite_attention_kwargs)
+            module.set_processor(processor)
+        installed.append(processor.lite_attention)
+    if not installed:
+        raise ValueError("model: found no attention module to give a LiteAttention (select matched nothing)")
+    if auto_branches and getattr(model, "_lite_attention_trajectory", None) is None:
+        model._lite_attention_trajectory = _Trajectory(model)
+    return installed
+
+
+def uninstall(model) -> None:
+    """Puts the wrapped diffusers processors back and removes the trajectory hooks."""
+    for _, module in model.named_modules():
+        processor = getattr(module, "processor", None)
+        if isinstance(processor, LiteAttentionProcessor):
+            module.set_processor(processor.inner)
+    trajectory = getattr(model, "_lite_attention_trajectory", None)
+    if trajectory is not None:
+        trajectory.remove()
+        model._lite_attention_trajectory = None

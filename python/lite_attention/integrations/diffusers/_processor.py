@@ -1,0 +1,97 @@
+"""The processor installed on an attention module: wraps diffusers' own and runs the core
+attention call on the module's LiteAttention (text tokens of joint attention kept dense)."""
+from __future__ import annotations
+
+import inspect
+from typing import Optional, Tuple
+
+from ...attention import LiteAttention
+from ._routing import _ACTIVE, _BRANCH, _patch
+
+# Processors of joint attention, by class name: where they put the text tokens
+# (encoder_hidden_states) in the sequence, before the video tokens or after them.
+_TEXT_PLACEMENT = {
+    "HunyuanVideoAttnProcessor2_0": "last",
+    "CogVideoXAttnProcessor2_0": "first",
+    "FusedCogVideoXAttnProcessor2_0": "first",
+}
+
+
+class LiteAttentionProcessor:
+    """Wraps a diffusers attention processor; its core attention call runs on `lite_attention`."""
+
+    def __init__(self, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
+        if not callable(inner):
+            raise TypeError(f"inner: expected a diffusers attention processor, got {type(inner).__name__}")
+        self.inner = inner
+        self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
+        _patch(type(inner).__module__)
+        # diffusers' Attention passes a processor only the keyword arguments that its __call__
+        # declares (HunyuanVideo's rotary embedding among them): declare the inner processor's.
+        # (A call goes through the class's __call__; diffusers reads the instance's attribute.)
+        def call(attn, hidden_states, *args, **kwargs):
+            return LiteAttentionProcessor.__call__(self, attn, hidden_states, *args, **kwargs)
+
+        call.__signature__ = inspect.signature(inner.__call__)
+        self.__call__ = call
+
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        token = _ACTIVE.set((self, self._text(args, kwargs)))
+        try:
+            return self.inner(attn, hidden_states, *args, **kwargs)
+        finally:
+            _ACTIVE.reset(token)
+
+    def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
+        """(where the text sits, its token count) for a processor of joint attention."""
+        placement = _TEXT_PLACEMENT.get(type(self.inner).__name__)
+        text = kwargs.get("encoder_hidden_states", args[0] if args else None)
+        return None if placement is None or text is None else (placement, int(text.shape[1]))
+
+    def attend(self, query, key, value, scale=None, kept_keys: Optional[int] = None,
+               text: Optional[Tuple[str, int]] = None):
+        """Attention of query over the first kept_keys keys (all by default), (B, L, H, D). With
+        text = (placement, n), the first or last n positions of the sequence are text tokens:
+        their query rows run dense and their key tiles are never skipped."""
+        cast = query.is_cuda and query.dtype not in _GPU_DTYPES
+        if cast:
+            import torch
+
+            dtype = query.dtype
+            query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
+        if kept_keys is not None and kept_keys < key.shape[1]:
+            key, value = key[:, :kept_keys], value[:, :kept_keys]
+        dense_queries, must_do = _text_ranges(query.shape[1], key.shape[1], text)
+        out = self.lite_attention(query, key, value, scale=scale, branch=_BRANCH.get(), must_do_list=must_do,
+                                  dense_queries=dense_queries)
+        return out.to(dtype) if cast else out
+
+    def __getattr__(self, name):
+        # diffusers reads processor attributes such as _attention_backend; answer for the inner one.
+        if name in ("inner", "lite_attention", "__call__"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def _text_ranges(len_q: int, len_k: int, text: Optional[Tuple[str, int]]) -> Tuple[Optional[list], Optional[list]]:
+    """(dense query ranges, must-do key ranges) for a sequence with text = (placement, n) tokens
+    of text first or last; the keys end at len_k (text padding at the end cut off)."""
+    if text is None or text[1] <= 0:
+        return None, None
+    placement, n = text
+    if placement == "first":
+        return [(0, min(n, len_q))], [(0, min(n, len_k))]
+    start = max(len_q - n, 0)
+    return [(start, len_q)], ([(start, len_k)] if len_k > start else None)
+
+
+def _gpu_dtypes():
+    try:
+        import torch
+
+        return (torch.bfloat16, torch.float16)
+    except ImportError:  # pragma: no cover
+        return ()
+
+
+_GPU_DTYPES = _gpu_dtypes()

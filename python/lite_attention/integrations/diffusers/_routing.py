@@ -1,0 +1,115 @@
+"""The interception of a wrapped processor's attention call: while a LiteAttentionProcessor runs
+(_ACTIVE), diffusers' dispatch_attention_fn, or torch's scaled_dot_product_attention as the
+processor's module sees it, hands calls it can take to that processor's LiteAttention."""
+from __future__ import annotations
+
+import contextvars
+import sys
+import weakref
+from typing import Callable, Optional
+
+# (processor, (text placement, text tokens) or None) of the attention module running now.
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
+_BRANCH: contextvars.ContextVar = contextvars.ContextVar("lite_attention_branch", default=None)
+
+
+# The last mask read: (a weak reference to it, its version, the key count it keeps or None). A
+# transformer passes one mask object to every layer of a forward pass, so the mask is read (a
+# device-to-host copy) once per pass.
+_last_mask: tuple = (lambda: None, -1, None)
+
+
+def _kept_key_prefix(mask, batch: int, len_k: int) -> Optional[int]:
+    """n when the boolean mask keeps exactly keys 0 .. n - 1 for every query and batch row (a
+    key-padding mask of shape (B or 1, 1, ..., 1, Lk)), else None."""
+    import torch
+
+    if (mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != len_k or mask.shape[0] not in (1, batch)
+            or any(d != 1 for d in mask.shape[1:-1])):
+        return None
+    global _last_mask
+    seen, version, n = _last_mask
+    if seen() is mask and version == mask._version:
+        return n
+    rows = mask.reshape(mask.shape[0], len_k)
+    kept = rows.sum(dim=1)
+    prefix = torch.arange(len_k, device=mask.device) < kept[:, None]
+    counts, exact = torch.stack([kept, (rows == prefix).all(dim=1).to(kept.dtype)]).tolist()
+    n = counts[0] if all(exact) and len(set(counts)) == 1 and counts[0] > 0 else None
+    _last_mask = (weakref.ref(mask), mask._version, n)
+    return n
+
+
+def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool):
+    """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
+    the call is not one it takes (none running, causal, dropout, a mask other than key padding,
+    arguments LiteAttention does not have)."""
+    active = _ACTIVE.get()
+    if active is None or is_causal or dropout_p or other_arguments:
+        return None
+    kept_keys = key.shape[1]
+    if attn_mask is not None:
+        kept_keys = _kept_key_prefix(attn_mask, key.shape[0], key.shape[1])
+        if kept_keys is None:
+            return None
+    processor, text = active
+    return processor.attend(query, key, value, scale, kept_keys=kept_keys, text=text)
+
+
+def _routed_dispatch(original: Callable) -> Callable:
+    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed."""
+    def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                              enable_gqa=False, attention_kwargs=None, **kwargs):
+        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale,
+                     kwargs.get("parallel_config") is not None)
+        if out is None:
+            out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                           scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)
+        return out
+
+    dispatch_attention_fn.__wrapped__ = original
+    dispatch_attention_fn._lite_attention = True
+    return dispatch_attention_fn
+
+
+class _RoutedFunctional:
+    """torch.nn.functional for a diffusers module whose processors call
+    F.scaled_dot_product_attention ((B, H, L, D) tensors) directly (CogVideoX's): that one call
+    routed, every other name torch's own."""
+
+    _lite_attention = True
+
+    def __init__(self, functional):
+        self._functional = functional
+
+    def __getattr__(self, name):
+        return getattr(self._functional, name)
+
+    def scaled_dot_product_attention(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                     scale=None, enable_gqa=False):
+        out = None
+        if query.dim() == 4:
+            out = _route(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask, dropout_p,
+                         is_causal, scale, bool(enable_gqa))
+        if out is None:
+            return self._functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                                                 dropout_p=dropout_p, is_causal=is_causal,
+                                                                 scale=scale, enable_gqa=enable_gqa)
+        return out.transpose(1, 2)
+
+
+def _patch(module_name: str) -> None:
+    """Routes the attention call of the processors defined in that module: diffusers'
+    dispatch_attention_fn where they use it, else torch's scaled_dot_product_attention."""
+    module = sys.modules.get(module_name)
+    fn = getattr(module, "dispatch_attention_fn", None)
+    functional = getattr(module, "F", None)
+    if fn is not None:
+        if not getattr(fn, "_lite_attention", False):
+            module.dispatch_attention_fn = _routed_dispatch(fn)
+    elif functional is not None and hasattr(functional, "scaled_dot_product_attention"):
+        if not getattr(functional, "_lite_attention", False):
+            module.F = _RoutedFunctional(functional)
+    else:
+        raise TypeError(f"processor: {module_name} calls neither diffusers' dispatch_attention_fn nor "
+                        "torch's scaled_dot_product_attention as F; this processor cannot be wrapped")
