@@ -9,6 +9,8 @@ pytest.importorskip("diffusers")
 
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+from lite_attention.integrations.diffusers import _routing  # noqa: E402
+from lite_attention.integrations.diffusers._trajectory import _Trajectory  # noqa: E402
 
 
 def tiny_wan(head_dim=32):
@@ -95,6 +97,59 @@ def test_a_pipeline_run_as_is_keeps_branches_apart_and_starts_each_video_afresh(
     assert max(a.stats_for(0).sparsity for a in attns) > 0  # the branches' masks mattered
     la_diffusers.uninstall(model)
     assert not model._forward_pre_hooks and not model._forward_hooks
+
+
+class BranchRecorder(torch.nn.Module):
+    """A stand-in transformer: records the branch each pass runs on; holds one LiteAttention."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = la.LiteAttention()
+        self.branches = []
+
+    def forward(self, x, timestep, fail=False):
+        self.branches.append(_routing._BRANCH.get())
+        if fail:
+            raise ValueError("a pass that fails")
+        return x
+
+
+def test_trajectory_follows_per_token_timesteps_floats_and_failures():
+    model = BranchRecorder()
+    trajectory = _Trajectory(model)
+    x = torch.zeros(1)
+    # Per-token timesteps (Wan2.2 image-to-video: 0 for the conditioning frame's tokens) count by
+    # their largest value. Two passes per step, then a new video, whose first pass resets.
+    def per_token(t):
+        return torch.tensor([[0.0, 0.0, t, t]])
+
+    for t in (900.0, 700.0):
+        model(x, per_token(t))
+        model(x, per_token(t))
+    model.attn.step = 7
+    model(x, per_token(900.0))
+    assert model.branches == [0, 1, 0, 1, 0] and model.attn.step == 0
+    model.attn.step = 7
+    model(x, torch.tensor(950.0))  # a 0-d tensor above the last timestep: a new video again
+    assert model.attn.step == 0
+    model.branches.clear()
+    model(x, 500.0)
+    model(x, timestep=500.0)  # Python floats, positional or by name
+    with pytest.raises(ValueError, match="a pass that fails"):
+        model(x, 500.0, fail=True)
+    assert _routing._BRANCH.get() is None  # a failed pass leaves no branch set
+    assert model.branches == [0, 1, 2]
+    trajectory.remove()
+
+
+def test_trajectory_refuses_a_timestep_repeated_past_the_limit():
+    model = BranchRecorder()
+    _Trajectory(model)
+    for _ in range(_Trajectory.MAX_PASSES):
+        model(torch.zeros(1), 999.0)
+    with pytest.raises(RuntimeError, match=r"auto_branches: 9 passes in a row at timestep 999.0"):
+        model(torch.zeros(1), 999.0)
+    assert _routing._BRANCH.get() is None
 
 
 def test_auto_branches_needs_a_timestep_argument():

@@ -9,8 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from unittest import mock  # noqa: E402
+
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+from lite_attention.integrations.diffusers import _routing  # noqa: E402
 from lite_attention.integrations.diffusers._routing import _kept_key_prefix  # noqa: E402
 
 TEXT_TOKENS = 8  # the (padded) text length
@@ -157,9 +160,66 @@ def test_kept_key_prefix_reads_only_key_padding_masks():
     assert _kept_key_prefix(prefix.float(), 1, 10) is None  # an additive mask
     assert _kept_key_prefix(prefix.expand(1, 1, 10, 10).contiguous(), 1, 10) is None  # per query row
     assert _kept_key_prefix(prefix, 1, 12) is None  # another key count
-    # The answer is kept per mask object and version: an in-place change is read again.
+    # The last mask's answer is kept per object and version: read once, and again after an
+    # in-place change.
+    assert _kept_key_prefix(prefix, 1, 10) == 7
+    with mock.patch.object(torch, "stack", side_effect=AssertionError("the mask was read again")):
+        assert _kept_key_prefix(prefix, 1, 10) == 7
     prefix[..., 6] = False
     assert _kept_key_prefix(prefix, 1, 10) == 6
+    with torch.inference_mode():  # inference tensors have no version counter
+        inference = (keys < 4).view(1, 1, 1, 10)
+        assert _kept_key_prefix(inference, 1, 10) == 4
+        assert _kept_key_prefix(inference, 1, 10) == 4
+
+
+def test_hunyuan_video_under_inference_mode():
+    model = HunyuanVideo.model()
+    x = HunyuanVideo.inputs()
+    with torch.inference_mode():
+        reference = HunyuanVideo.forward(model, x)
+        attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
+        out, routed, _ = routed_twice(HunyuanVideo, model, x, attns)
+    assert routed
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+    la_diffusers.uninstall(model)
+
+
+def test_uninstall_takes_the_routing_out_once_no_processor_needs_it():
+    import diffusers.models.attention_processor as cogvideox_module
+
+    def installed():  # processors of that module that need its routing (other tests may hold some)
+        patch = _routing._PATCHES.get(cogvideox_module.__name__)
+        return 0 if patch is None else patch[2]
+
+    before = installed()
+    first, second = CogVideoX.model(), CogVideoX.model()
+    la_diffusers.install(first)
+    la_diffusers.install(second)
+    assert installed() == before + 4 and isinstance(cogvideox_module.F, _routing._RoutedFunctional)
+    la_diffusers.uninstall(first)
+    la_diffusers.uninstall(first)  # twice: nothing more to take out
+    assert installed() == before + 2 and isinstance(cogvideox_module.F, _routing._RoutedFunctional)
+    la_diffusers.uninstall(second)
+    assert installed() == before
+    if before == 0:
+        assert cogvideox_module.F is torch.nn.functional
+    assert not first._forward_pre_hooks and not second._forward_pre_hooks
+
+
+def test_settings_diffusers_writes_on_a_processor_reach_the_wrapped_one():
+    """diffusers sets _parallel_config (context parallelism) and _attention_backend on processors;
+    the wrapped processor must see them (its calls then fall through to diffusers)."""
+    model = HunyuanVideo.model()
+    la_diffusers.install(model, auto_branches=False)
+    processors = [m.processor for m in model.modules() if isinstance(getattr(m, "processor", None),
+                                                                     la_diffusers.LiteAttentionProcessor)]
+    assert len(processors) == 2
+    for p in processors:
+        p._parallel_config = "a parallel config"
+        assert p.inner._parallel_config == "a parallel config" and p._parallel_config == "a parallel config"
+        p._parallel_config = None
+    la_diffusers.uninstall(model)
 
 
 @pytest.mark.parametrize("kind", MODELS)

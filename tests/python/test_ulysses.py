@@ -31,9 +31,10 @@ def whole_sequence(shape, dtype, device, seed):
     return tuple(x.to(device, dtype) for x in (q, k, v))
 
 
-def check_rank(rank, shape, dtype, device, options):
+def check_rank(rank, shape, kv_heads, dtype, device, options):
     """Three steps on two branches: this rank's shard against the whole-sequence run."""
     q, k, v = whole_sequence(shape, dtype, device, seed=3)
+    k, v = k[:, :, :kv_heads].contiguous(), v[:, :, :kv_heads].contiguous()  # GQA when kv_heads < heads
     length, heads = shape[1], shape[2]
     shard = slice(rank * length // RANKS, (rank + 1) * length // RANKS)
     mine = slice(rank * heads // RANKS, (rank + 1) * heads // RANKS)
@@ -52,14 +53,14 @@ def check_rank(rank, shape, dtype, device, options):
     assert whole.stats_for("cond").sparsity > 0  # the comparison covered skipped tiles
 
 
-def rank_main(rank, init_file, backend, shape, dtype, options):
+def rank_main(rank, init_file, backend, shape, kv_heads, dtype, options):
     device = "cpu"
     if backend == "nccl":
         torch.cuda.set_device(rank)
         device = f"cuda:{rank}"
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=RANKS)
     try:
-        check_rank(rank, shape, dtype, device, options)
+        check_rank(rank, shape, kv_heads, dtype, device, options)
         heads = shape[2] + 1  # not a multiple of the ranks
         x = torch.randn(1, 8, heads, shape[3], device=device, dtype=dtype)
         with pytest.raises(ValueError, match=rf"query: expected heads divisible by the group's {RANKS} ranks, got {heads}"):
@@ -68,12 +69,13 @@ def rank_main(rank, init_file, backend, shape, dtype, options):
         dist.destroy_process_group()
 
 
-def spawn(tmp_path, backend, shape, dtype, options):
-    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, shape, dtype, options), nprocs=RANKS)
+def spawn(tmp_path, backend, shape, kv_heads, dtype, options):
+    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, shape, kv_heads, dtype, options), nprocs=RANKS)
 
 
 def test_ulysses_shards_match_the_whole_sequence_on_the_cpu(tmp_path):
-    spawn(tmp_path, "gloo", (1, 96, 4, 32), torch.float32, dict(threshold=-2.0, cpu_tile=(16, 16)))
+    """A batch of two, and GQA: 4 query heads over 2 key/value heads (one per rank)."""
+    spawn(tmp_path, "gloo", (2, 96, 4, 32), 2, torch.float32, dict(threshold=-2.0, cpu_tile=(16, 16)))
 
 
 def test_without_an_initialized_group_the_call_says_so():
@@ -96,4 +98,4 @@ def test_shards_must_be_torch_tensors(tmp_path):
 def test_ulysses_shards_match_the_whole_sequence_on_two_gpus(tmp_path):
     if not torch.cuda.is_available() or torch.cuda.device_count() < RANKS or not dist.is_nccl_available():
         pytest.skip(f"needs {RANKS} GPUs and NCCL")
-    spawn(tmp_path, "nccl", (1, 2048, 4, 128), torch.bfloat16, dict(threshold=-6.0))
+    spawn(tmp_path, "nccl", (1, 2048, 4, 128), 4, torch.bfloat16, dict(threshold=-6.0))

@@ -42,17 +42,20 @@ def _all_to_all(x, group):
     return out
 
 
-def _sequence_to_heads(x, ranks: int, group, name: str):
-    """(B, L/P, H, D) sequence shard -> (B, L, H/P, D): the whole sequence, this rank's heads."""
+def _check_shard(x, ranks: int, name: str) -> None:
     import torch
 
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor (torch.distributed moves the shards), got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"{name}: expected a (batch, seq_len, heads, head_dim) tensor, got shape {tuple(x.shape)}")
+    if x.shape[2] % ranks:
+        raise ValueError(f"{name}: expected heads divisible by the group's {ranks} ranks, got {x.shape[2]}")
+
+
+def _sequence_to_heads(x, ranks: int, group):
+    """(B, L/P, H, D) sequence shard -> (B, L, H/P, D): the whole sequence, this rank's heads."""
     b, shard, heads, d = x.shape
-    if heads % ranks:
-        raise ValueError(f"{name}: expected heads divisible by the group's {ranks} ranks, got {heads}")
     parts = x.reshape(b, shard, ranks, heads // ranks, d).permute(2, 0, 1, 3, 4).contiguous()
     gathered = _all_to_all(parts, group)  # (P, B, L/P, H/P, D): sequence shard p from rank p
     return gathered.permute(1, 0, 2, 3, 4).reshape(b, ranks * shard, heads // ranks, d)
@@ -86,8 +89,11 @@ class UlyssesLiteAttention(LiteAttention):
     def __call__(self, query, key, value, scale: Optional[float] = None, return_softmax_lse: bool = False,
                  must_do_list=None, must_skip_list=None, *, branch: Optional[Hashable] = None, dense_queries=None):
         ranks = _ranks(self.group)
-        q, k, v = (_sequence_to_heads(x, ranks, self.group, name)
-                   for x, name in ((query, "query"), (key, "key"), (value, "value")))
+        # Every check before the first collective: a rank that raised after it would leave the
+        # others waiting in the all-to-all.
+        for x, name in ((query, "query"), (key, "key"), (value, "value")):
+            _check_shard(x, ranks, name)
+        q, k, v = (_sequence_to_heads(x, ranks, self.group) for x in (query, key, value))
         result = super().__call__(q, k, v, scale, return_softmax_lse, must_do_list, must_skip_list, branch=branch,
                                   dense_queries=dense_queries)
         if return_softmax_lse:

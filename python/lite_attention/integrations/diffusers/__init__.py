@@ -94,11 +94,13 @@ def install(model, select: Callable[[str, object], bool] = _self_attention, auto
 
 
 def uninstall(model) -> None:
-    """Puts the wrapped diffusers processors back and removes the trajectory hooks."""
+    """Puts the wrapped diffusers processors back and removes the trajectory hooks; once no
+    installed processor needs it, the attention call's routing is taken out too."""
     for _, module in model.named_modules():
         processor = getattr(module, "processor", None)
         if isinstance(processor, LiteAttentionProcessor):
             module.set_processor(processor.inner)
+            processor.release()
     trajectory = getattr(model, "_lite_attention_trajectory", None)
     if trajectory is not None:
         trajectory.remove()

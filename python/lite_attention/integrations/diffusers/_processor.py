@@ -6,7 +6,7 @@ import inspect
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
-from ._routing import _ACTIVE, _BRANCH, _patch
+from ._routing import _ACTIVE, _BRANCH, _patch, _unpatch
 
 # Processors of joint attention, by class name: where they put the text tokens
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
@@ -23,9 +23,11 @@ class LiteAttentionProcessor:
     def __init__(self, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
         if not callable(inner):
             raise TypeError(f"inner: expected a diffusers attention processor, got {type(inner).__name__}")
-        self.inner = inner
-        self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
+        own = object.__setattr__  # this class's own attributes (others go to inner: __setattr__)
+        own(self, "inner", inner)
+        own(self, "lite_attention", lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs))
         _patch(type(inner).__module__)
+        own(self, "released", False)
         # diffusers' Attention passes a processor only the keyword arguments that its __call__
         # declares (HunyuanVideo's rotary embedding among them): declare the inner processor's.
         # (A call goes through the class's __call__; diffusers reads the instance's attribute.)
@@ -33,7 +35,14 @@ class LiteAttentionProcessor:
             return LiteAttentionProcessor.__call__(self, attn, hidden_states, *args, **kwargs)
 
         call.__signature__ = inspect.signature(inner.__call__)
-        self.__call__ = call
+        own(self, "__call__", call)
+
+    def release(self) -> None:
+        """Called when the processor is taken off its module: the attention call's routing goes
+        back to diffusers and torch once no installed processor needs it."""
+        if not self.released:
+            object.__setattr__(self, "released", True)
+            _unpatch(type(self.inner).__module__)
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
         token = _ACTIVE.set((self, self._text(args, kwargs)))
@@ -66,11 +75,22 @@ class LiteAttentionProcessor:
                                   dense_queries=dense_queries)
         return out.to(dtype) if cast else out
 
+    # diffusers reads and sets processor attributes (_attention_backend, and _parallel_config when
+    # context parallelism is enabled, which must reach the inner processor so that its calls fall
+    # through): they are the inner processor's.
     def __getattr__(self, name):
-        # diffusers reads processor attributes such as _attention_backend; answer for the inner one.
-        if name in ("inner", "lite_attention", "__call__"):
+        if name in _OWN:
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def __setattr__(self, name, value):
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.inner, name, value)
+
+
+_OWN = frozenset({"inner", "lite_attention", "released", "__call__"})
 
 
 def _text_ranges(len_q: int, len_k: int, text: Optional[Tuple[str, int]]) -> Tuple[Optional[list], Optional[list]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import sys
 import weakref
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 # (processor, (text placement, text tokens) or None) of the attention module running now.
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
@@ -28,15 +28,17 @@ def _kept_key_prefix(mask, batch: int, len_k: int) -> Optional[int]:
             or any(d != 1 for d in mask.shape[1:-1])):
         return None
     global _last_mask
-    seen, version, n = _last_mask
-    if seen() is mask and version == mask._version:
+    # Inference tensors (torch.inference_mode) have no version counter: the object alone keys them.
+    version = None if mask.is_inference() else mask._version
+    seen, seen_version, n = _last_mask
+    if seen() is mask and seen_version == version:
         return n
     rows = mask.reshape(mask.shape[0], len_k)
     kept = rows.sum(dim=1)
     prefix = torch.arange(len_k, device=mask.device) < kept[:, None]
     counts, exact = torch.stack([kept, (rows == prefix).all(dim=1).to(kept.dtype)]).tolist()
     n = counts[0] if all(exact) and len(set(counts)) == 1 and counts[0] > 0 else None
-    _last_mask = (weakref.ref(mask), mask._version, n)
+    _last_mask = (weakref.ref(mask), version, n)
     return n
 
 
@@ -92,24 +94,44 @@ class _RoutedFunctional:
             out = _route(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask, dropout_p,
                          is_causal, scale, bool(enable_gqa))
         if out is None:
+            extra = {"enable_gqa": True} if enable_gqa else {}  # (an argument only torch >= 2.5 has)
             return self._functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
                                                                  dropout_p=dropout_p, is_causal=is_causal,
-                                                                 scale=scale, enable_gqa=enable_gqa)
+                                                                 scale=scale, **extra)
         return out.transpose(1, 2)
 
 
+# module name -> (the attribute patched, its original, how many installed processors need it)
+_PATCHES: Dict[str, list] = {}
+
+
 def _patch(module_name: str) -> None:
-    """Routes the attention call of the processors defined in that module: diffusers'
-    dispatch_attention_fn where they use it, else torch's scaled_dot_product_attention."""
+    """Routes the attention call of the processors defined in that module (diffusers'
+    dispatch_attention_fn where they use it, else torch's scaled_dot_product_attention) until the
+    last processor that needs it is released (_unpatch)."""
+    if module_name in _PATCHES:
+        _PATCHES[module_name][2] += 1
+        return
     module = sys.modules.get(module_name)
     fn = getattr(module, "dispatch_attention_fn", None)
     functional = getattr(module, "F", None)
     if fn is not None:
-        if not getattr(fn, "_lite_attention", False):
-            module.dispatch_attention_fn = _routed_dispatch(fn)
+        _PATCHES[module_name] = ["dispatch_attention_fn", fn, 1]
+        module.dispatch_attention_fn = _routed_dispatch(fn)
     elif functional is not None and hasattr(functional, "scaled_dot_product_attention"):
-        if not getattr(functional, "_lite_attention", False):
-            module.F = _RoutedFunctional(functional)
+        _PATCHES[module_name] = ["F", functional, 1]
+        module.F = _RoutedFunctional(functional)
     else:
         raise TypeError(f"processor: {module_name} calls neither diffusers' dispatch_attention_fn nor "
                         "torch's scaled_dot_product_attention as F; this processor cannot be wrapped")
+
+
+def _unpatch(module_name: str) -> None:
+    """One processor of that module no longer needs the routing; the last one puts it back."""
+    patch = _PATCHES.get(module_name)
+    if patch is None:
+        return
+    patch[2] -= 1
+    if patch[2] == 0:
+        setattr(sys.modules[module_name], patch[0], patch[1])
+        del _PATCHES[module_name]

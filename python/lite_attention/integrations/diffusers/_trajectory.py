@@ -8,6 +8,7 @@ from typing import Optional
 from ...attention import reset_skip_states
 from ._routing import _BRANCH
 
+
 class _Trajectory:
     """Forward hooks on a transformer that follow the sampler through its timestep argument, so
     that a pipeline run as it is (``pipe(prompt)``) keeps CFG branches apart and starts each
@@ -17,32 +18,40 @@ class _Trajectory:
       conditional pass first, then the unconditional one);
     - a timestep above the previous one starts a new trajectory (a new video): every skip state
       and step counter of the model's LiteAttention instances starts over.
-    Reading the timestep is one small device-to-host copy per pass. A pass inside an explicit
-    branch() is left alone."""
+    A timestep tensor counts by its largest value (per-token timesteps, as Wan2.2's image-to-video
+    passes, hold 0 for the conditioning frame): one scalar copied to the host per pass. A pass
+    inside an explicit branch() is left alone. Samplers that repeat a timestep across steps or
+    videos (one-step samplers) cannot be followed this way: after MAX_PASSES passes at one
+    timestep the hook raises, naming auto_branches."""
+
+    MAX_PASSES = 8
 
     def __init__(self, model):
         self.model = model
         self.signature = inspect.signature(model.forward)
-        self.last: Optional[list] = None  # the previous pass's timestep values
+        self.last: Optional[float] = None  # the previous pass's timestep
         self.index = 0  # the branch of the previous pass
         self.tokens: list = []
         self.handles = (model.register_forward_pre_hook(self.before, with_kwargs=True),
                         model.register_forward_hook(self.after, always_call=True))
 
     def before(self, module, args, kwargs):
-        if _BRANCH.get() is not None:
-            self.tokens.append(None)
-            return
-        timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
-        values = timestep.detach().flatten().tolist() if hasattr(timestep, "detach") else [float(timestep)]
-        if values == self.last:
-            self.index += 1
-        else:
-            if self.last is not None and values[0] > self.last[0]:
-                reset_skip_states(self.model)
-            self.index = 0
-        self.last = values
-        self.tokens.append(_BRANCH.set(self.index))
+        self.tokens.append(None)  # what after() resets, also when this raises
+        if _BRANCH.get() is None:
+            timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
+            value = float(timestep.detach().max()) if hasattr(timestep, "detach") else float(timestep)
+            if value == self.last:
+                self.index += 1
+                if self.index >= self.MAX_PASSES:
+                    raise RuntimeError(f"auto_branches: {self.index + 1} passes in a row at timestep {value}; a "
+                                       "sampler that repeats timesteps across steps or videos needs "
+                                       "install(..., auto_branches=False) and branch()")
+            else:
+                if self.last is not None and value > self.last:
+                    reset_skip_states(self.model)
+                self.index = 0
+            self.last = value
+            self.tokens[-1] = _BRANCH.set(self.index)
 
     def after(self, module, args, output):
         token = self.tokens.pop()
