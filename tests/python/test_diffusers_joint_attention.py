@@ -209,7 +209,7 @@ def test_uninstall_takes_the_routing_out_once_no_processor_needs_it():
 
 def test_settings_diffusers_writes_on_a_processor_reach_the_wrapped_one():
     """diffusers sets _parallel_config (context parallelism) and _attention_backend on processors;
-    the wrapped processor must see them (its calls then fall through to diffusers)."""
+    the wrapped processor must see them (it passes _parallel_config to its attention calls)."""
     model = HunyuanVideo.model()
     la_diffusers.install(model, auto_branches=False)
     processors = [m.processor for m in model.modules() if isinstance(getattr(m, "processor", None),

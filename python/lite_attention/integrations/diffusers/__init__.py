@@ -20,7 +20,9 @@ rotary embedding and output projection run unchanged; only its core attention ca
 diffusers' ``dispatch_attention_fn``, or torch's ``scaled_dot_product_attention`` for CogVideoX)
 goes to the layer's LiteAttention. A boolean key-padding mask (HunyuanVideo's text padding: every
 batch row keeps the same first n keys) runs as attention over those n keys; any other mask, causal
-or dropout calls and context parallelism fall through to diffusers. One LiteAttention per
+or dropout calls fall through to diffusers. Under diffusers' Ulysses context parallelism the
+self-attention runs on LiteAttention between diffusers' all-to-alls (each rank's states hold its
+heads); ring attention and joint attention under context parallelism fall through. One LiteAttention per
 attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
 (the GPU kernel's types) and are cast back.
 

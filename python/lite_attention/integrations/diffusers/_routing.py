@@ -42,28 +42,58 @@ def _kept_key_prefix(mask, batch: int, len_k: int) -> Optional[int]:
     return n
 
 
-def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool):
+def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool, parallel_config=None):
     """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
     the call is not one it takes (none running, causal, dropout, a mask other than key padding,
-    arguments LiteAttention does not have)."""
+    arguments LiteAttention does not have, context parallelism other than Ulysses over video
+    self-attention)."""
     active = _ACTIVE.get()
     if active is None or is_causal or dropout_p or other_arguments:
+        return None
+    processor, text = active
+    ulysses = _ulysses_group(parallel_config)
+    if ulysses is not None:
+        # Under diffusers' Ulysses the rank holds a sequence shard: the text's positions and a
+        # key-padding mask are per shard, so joint attention and masks fall through.
+        if text is not None or attn_mask is not None or query.shape[2] % ulysses[1] or key.shape[2] % ulysses[1]:
+            return None
+        return _ulysses_attend(processor, query, key, value, scale, *ulysses)
+    if parallel_config is not None:
         return None
     kept_keys = key.shape[1]
     if attn_mask is not None:
         kept_keys = _kept_key_prefix(attn_mask, key.shape[0], key.shape[1])
         if kept_keys is None:
             return None
-    processor, text = active
     return processor.attend(query, key, value, scale, kept_keys=kept_keys, text=text)
+
+
+def _ulysses_group(parallel_config):
+    """(process group, ranks) when diffusers' context parallelism is Ulysses alone (no ring, no
+    uneven shards), else None."""
+    config = getattr(parallel_config, "context_parallel_config", None)
+    if (config is None or config.ring_degree != 1 or config.ulysses_degree <= 1 or config.ulysses_anything
+            or config._ulysses_mesh is None):
+        return None
+    return config._ulysses_mesh.get_group(), config.ulysses_degree
+
+
+def _ulysses_attend(processor, query, key, value, scale, group, ranks: int):
+    """diffusers' Ulysses step with LiteAttention inside: (B, L/P, H, D) shards in rank order, the
+    whole sequence of H/P heads attended on this rank (its LiteAttention keeps those heads' skip
+    states), the output returned to the rank's shard."""
+    from ..ulysses import _heads_to_sequence, _sequence_to_heads
+
+    q, k, v = (_sequence_to_heads(x, ranks, group) for x in (query, key, value))
+    return _heads_to_sequence(processor.attend(q, k, v, scale), ranks, group)
 
 
 def _routed_dispatch(original: Callable) -> Callable:
     """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed."""
     def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                               enable_gqa=False, attention_kwargs=None, **kwargs):
-        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale,
-                     kwargs.get("parallel_config") is not None)
+        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale, bool(attention_kwargs),
+                     kwargs.get("parallel_config"))
         if out is None:
             out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                            scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)

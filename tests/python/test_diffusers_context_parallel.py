@@ -1,0 +1,117 @@
+"""diffusers' own context parallelism (enable_parallelism with ContextParallelConfig(ulysses_degree=2))
+on a tiny WanTransformer3DModel with LiteAttention installed: two ranks started with
+torch.multiprocessing (gloo on the CPU, NCCL on two GPUs), each against the same model run whole
+in its own process. The self-attention calls must reach the rank's LiteAttention (diffusers'
+Ulysses all-to-alls around it), whose skip states then hold the rank's heads over the whole
+sequence."""
+import pytest
+
+torch = pytest.importorskip("torch")
+dist = pytest.importorskip("torch.distributed")
+pytest.importorskip("diffusers")
+if not dist.is_available():
+    pytest.skip("this torch has no torch.distributed", allow_module_level=True)
+
+import torch.multiprocessing as mp  # noqa: E402
+
+from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+
+RANKS = 2
+
+
+def tiny_wan(head_dim):
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2 * RANKS, attention_head_dim=head_dim,
+                                  in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=2 * head_dim,
+                                  num_layers=2, rope_max_seq_len=64)
+    return model.eval()
+
+
+def sample(model, frames, size, device, dtype, timesteps=(900, 700, 500)):
+    """A few CFG steps as a pipeline runs them (no LiteAttention code: auto_branches names the
+    passes). Timesteps are per token (Wan2.2's form, which diffusers' context parallelism shards
+    with the tokens), the same value for every token."""
+    g = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, 4, frames, size, size, generator=g).to(device, dtype)
+    text = torch.randn(1, 8, 32, generator=g).to(device, dtype)
+    tokens = frames * (size // 2) ** 2
+    with torch.no_grad():
+        for t in timesteps:
+            t = torch.full((1, tokens), t, device=device)
+            cond = model(latents, t, text, return_dict=False)[0]
+            uncond = model(latents, t, torch.zeros_like(text), return_dict=False)[0]
+            latents = latents - 0.1 * (uncond + 2.0 * (cond - uncond))
+    return latents
+
+
+def check_rank(rank, device, dtype, head_dim, frames, size, options, install_first, exact):
+    from diffusers import ContextParallelConfig
+
+    whole = tiny_wan(head_dim).to(device, dtype)
+    whole_attns = la_diffusers.install(whole, **options)
+    want = sample(whole, frames, size, device, dtype)
+
+    model = tiny_wan(head_dim).to(device, dtype)
+    if install_first:
+        attns = la_diffusers.install(model, **options)
+    model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=RANKS))
+    if not install_first:
+        attns = la_diffusers.install(model, **options)
+    got = sample(model, frames, size, device, dtype)
+
+    heads = slice(2 * rank, 2 * rank + 2)  # the model has 2 heads per rank
+    for layer, (mine, ref) in enumerate(zip(attns, whole_attns)):
+        for branch in (0, 1):
+            # Every pass reached the rank's LiteAttention, with the rank's heads.
+            assert mine.stats_for(branch).calls == 3, f"rank {rank} layer {layer} branch {branch}: not routed"
+            mask, ref_mask = mine.state(branch).tile_mask(), ref.state(branch).tile_mask()
+            assert mask.shape[1] == 2 and ref_mask.shape[1] == 2 * RANKS
+            if exact:
+                assert (mask == ref_mask[:, heads]).all(), f"rank {rank} layer {layer} branch {branch}: masks differ"
+    if exact:
+        assert max(a.stats_for(0).sparsity for a in whole_attns) > 0  # the masks mattered
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    else:
+        assert ((got.float() - want.float()).norm() / want.float().norm()).item() < 2e-2
+
+
+def rank_main(rank, init_file, backend, case):
+    device = "cpu"
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = f"cuda:{rank}"
+    else:
+        # diffusers gives the rank the device rank % torch.accelerator.device_count(), which is
+        # 0 on a machine without an accelerator: count the CPU as one.
+        torch.accelerator.device_count = lambda: 1
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=RANKS)
+    try:
+        check_rank(rank, device, **case)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(tmp_path, backend, case):
+    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, case), nprocs=RANKS)
+
+
+@pytest.mark.parametrize("install_first", [True, False])
+def test_ulysses_context_parallelism_runs_on_lite_attention_on_the_cpu(tmp_path, install_first):
+    """fp32 on the CPU reference with 16 x 16 tiles: the ranks' masks equal the whole run's for
+    their heads bit for bit, and the sampled latents match."""
+    case = dict(dtype=torch.float32, head_dim=32, frames=3, size=16, options=dict(threshold=-0.5, cpu_tile=(16, 16)),
+                install_first=install_first, exact=True)
+    spawn(tmp_path, "gloo", case)
+
+
+@pytest.mark.gpu
+def test_ulysses_context_parallelism_runs_on_lite_attention_on_two_gpus(tmp_path):
+    """bf16 on the Hopper or portable kernel, 1280 tokens: every pass routed with the rank's
+    heads, latents within bf16 distance of the whole run."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < RANKS or not dist.is_nccl_available():
+        pytest.skip(f"needs {RANKS} GPUs and NCCL")
+    case = dict(dtype=torch.bfloat16, head_dim=64, frames=5, size=32, options=dict(threshold=-6.0),
+                install_first=True, exact=False)
+    spawn(tmp_path, "nccl", case)
