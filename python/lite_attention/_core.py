@@ -348,7 +348,6 @@ class SkipState:
         """Re-initialises the buffers in place (all tiles computed, no visits)."""
         if not self.shaped:
             return
-        k = self.key
         lib = self.lib
         t = torch_lib()
         if t is not None and lib is t:
