@@ -114,6 +114,38 @@ class BranchRecorder(torch.nn.Module):
         return x
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
+def test_a_copied_model_has_its_own_processors_states_and_hooks(how):
+    """copy.deepcopy or torch.save/torch.load of an installed model: the copy's processors wrap
+    its own LiteAttention instances, which start from the original's masks and then go their own
+    way; uninstalling the copy leaves the original's hooks and routing in place."""
+    import copy
+    import io
+
+    model = tiny_wan()
+    attns = la_diffusers.install(model, threshold=-1.0, cpu_tile=(16, 16))
+    cfg_steps(model, *inputs(), explicit=False)
+    if how == "deepcopy":
+        clone = copy.deepcopy(model)
+    else:
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        clone = torch.load(buffer, weights_only=False)
+    clone_attns = la.find_lite_attention(clone)
+    assert len(clone_attns) == 2 and not set(map(id, clone_attns)) & set(map(id, attns))
+    for a, c in zip(attns, clone_attns):
+        assert (c.state(1).tile_mask() == a.state(1).tile_mask()).all() and c.step == a.step
+    cfg_steps(clone, *inputs(seed=5), explicit=False, timesteps=(950, 800))  # a new video on the clone
+    assert all(c.stats_for(0).calls == 2 for c in clone_attns)
+    assert all(a.stats_for(0).calls == 4 for a in attns)  # the original's states untouched
+    la_diffusers.uninstall(clone)
+    assert len(model._forward_pre_hooks) == 1 and len(model._forward_hooks) == 1
+    cfg_steps(model, *inputs(seed=5), explicit=False, timesteps=(950, 800))
+    assert all(a.stats_for(0).calls == 2 for a in attns)  # still routed, a new video started
+    la_diffusers.uninstall(model)
+
+
 def test_trajectory_follows_per_token_timesteps_floats_and_failures():
     model = BranchRecorder()
     trajectory = _Trajectory(model)

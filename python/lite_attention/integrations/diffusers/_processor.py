@@ -37,6 +37,12 @@ class LiteAttentionProcessor:
         call.__signature__ = inspect.signature(inner.__call__)
         own(self, "__call__", call)
 
+    # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
+    # processor and the LiteAttention (copied with its own states): the signature-carrying
+    # __call__ above is a closure over this instance, and the copy needs its own routing count.
+    def __reduce__(self):
+        return LiteAttentionProcessor, (self.inner, self.lite_attention)
+
     def release(self) -> None:
         """Called when the processor is taken off its module: the attention call's routing goes
         back to diffusers and torch once no installed processor needs it."""
@@ -79,7 +85,7 @@ class LiteAttentionProcessor:
     # context parallelism is enabled, which must reach the inner processor so that its calls fall
     # through): they are the inner processor's.
     def __getattr__(self, name):
-        if name in _OWN:
+        if name in _OWN or name.startswith("__"):  # (protocols such as __deepcopy__ are this class's)
             raise AttributeError(name)
         return getattr(self.inner, name)
 
