@@ -1,6 +1,7 @@
 """The diffusers integration on joint video-text attention, on tiny models built from configs
 with random weights: HunyuanVideoTransformer3DModel (text tokens after the video tokens, the
-text's padding masked out as keys; routed through diffusers' dispatch_attention_fn) and
+text's padding masked out as keys; routed through diffusers' dispatch_attention_fn),
+HunyuanVideo15Transformer3DModel (the same, the padding masked out as queries too) and
 CogVideoXTransformer3DModel (text tokens first, rotary embedding on the video tokens; routed
 through torch's scaled_dot_product_attention). This tests the integration (routing, the padding
 mask, the text ranges, branches), not quality."""
@@ -14,13 +15,15 @@ from unittest import mock  # noqa: E402
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
 from lite_attention.integrations.diffusers import _routing  # noqa: E402
-from lite_attention.integrations.diffusers._routing import _kept_key_prefix  # noqa: E402
+from lite_attention.integrations.diffusers._routing import _kept_prefixes  # noqa: E402
 
 TEXT_TOKENS = 8  # the (padded) text length
 
 
 class HunyuanVideo:
     """Video tokens, then TEXT_TOKENS text tokens of which the first real_text[b] are real."""
+
+    padded_text = True
 
     @staticmethod
     def model(head_dim=32):
@@ -57,9 +60,57 @@ class HunyuanVideo:
         return range(video_tokens, video_tokens + TEXT_TOKENS), range(video_tokens, video_tokens + real_text)
 
 
+class HunyuanVideo15:
+    """Video tokens, then the conditioning tokens, real ones first: the image tokens (none real:
+    text-to-video), BYT5_REAL of BYT5_TOKENS glyph-text tokens, real_text[b] of TEXT_TOKENS text
+    tokens. Its processor masks the padding as keys and as queries (one Lq x Lk mask per call)."""
+
+    IMAGE_TOKENS, BYT5_TOKENS, BYT5_REAL = 3, 4, 2
+    padded_text = True
+
+    @staticmethod
+    def model(head_dim=32):
+        from diffusers import HunyuanVideo15Transformer3DModel
+
+        torch.manual_seed(0)
+        rope_axes = (head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8)
+        return HunyuanVideo15Transformer3DModel(in_channels=4, out_channels=4, num_attention_heads=2,
+                                                attention_head_dim=head_dim, num_layers=2, num_refiner_layers=1,
+                                                patch_size=2, text_embed_dim=32, text_embed_2_dim=16,
+                                                image_embed_dim=16, rope_axes_dim=rope_axes).eval()
+
+    @classmethod
+    def inputs(cls, real_text=(5,), seed=0, frames=3, size=16, head_dim=None):
+        g = torch.Generator().manual_seed(seed)
+        batch = len(real_text)
+        latents = torch.randn(batch, 4, frames, size, size, generator=g)
+        text = torch.randn(batch, TEXT_TOKENS, 32, generator=g)
+        text_mask = torch.stack([torch.arange(TEXT_TOKENS) < n for n in real_text]).long()
+        glyphs = torch.randn(batch, cls.BYT5_TOKENS, 16, generator=g)
+        glyph_mask = (torch.arange(cls.BYT5_TOKENS) < cls.BYT5_REAL).long().expand(batch, -1)
+        image = torch.zeros(batch, cls.IMAGE_TOKENS, 16)
+        return latents, text, text_mask, glyphs, glyph_mask, image
+
+    @staticmethod
+    def forward(model, x, t=500):
+        latents, text, text_mask, glyphs, glyph_mask, image = x
+        with torch.no_grad():
+            return model(latents, torch.full((latents.shape[0],), float(t), device=latents.device), text, text_mask,
+                         encoder_hidden_states_2=glyphs, encoder_attention_mask_2=glyph_mask,
+                         image_embeds=image).sample
+
+    @classmethod
+    def text_positions(cls, video_tokens, real_text):
+        """(query rows, key positions) of the conditioning tokens; the keys end at the real ones."""
+        tokens = cls.IMAGE_TOKENS + cls.BYT5_TOKENS + TEXT_TOKENS
+        return range(video_tokens, video_tokens + tokens), range(video_tokens, video_tokens + cls.BYT5_REAL + real_text)
+
+
 class CogVideoX:
     """TEXT_TOKENS text tokens, then the video tokens (frames, channels first), with a rotary
     embedding of the video tokens passed in as the pipeline does."""
+
+    padded_text = False
 
     @staticmethod
     def model(head_dim=32):
@@ -102,7 +153,8 @@ class CogVideoXFused(CogVideoX):
         return model
 
 
-MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX, id="CogVideoX"),
+MODELS = [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(HunyuanVideo15, id="HunyuanVideo1.5"),
+          pytest.param(CogVideoX, id="CogVideoX"),
           pytest.param(CogVideoXFused, id="CogVideoX-fused")]
 
 
@@ -148,29 +200,40 @@ def test_a_batch_with_different_text_lengths_falls_through_to_diffusers():
     torch.testing.assert_close(out, reference, atol=0, rtol=0)
 
 
-def test_kept_key_prefix_reads_only_key_padding_masks():
+def test_kept_prefixes_reads_only_padding_masks():
     keys = torch.arange(10)
     prefix = (keys < 7).view(1, 1, 1, 10)
-    assert _kept_key_prefix(prefix, 1, 10) == 7
-    assert _kept_key_prefix(prefix.view(1, 10), 3, 10) == 7  # one row for the whole batch
-    assert _kept_key_prefix(torch.stack([keys < 7, keys < 7]).view(2, 1, 1, 10), 2, 10) == 7
-    assert _kept_key_prefix(torch.stack([keys < 7, keys < 5]).view(2, 1, 1, 10), 2, 10) is None  # lengths differ
-    assert _kept_key_prefix(((keys < 7) & (keys != 3)).view(1, 1, 1, 10), 1, 10) is None  # a hole
-    assert _kept_key_prefix(torch.zeros(1, 1, 1, 10, dtype=torch.bool), 1, 10) is None  # nothing kept
-    assert _kept_key_prefix(prefix.float(), 1, 10) is None  # an additive mask
-    assert _kept_key_prefix(prefix.expand(1, 1, 10, 10).contiguous(), 1, 10) is None  # per query row
-    assert _kept_key_prefix(prefix, 1, 12) is None  # another key count
+    assert _kept_prefixes(prefix, 1, 10, 10) == (10, 7)  # key padding: every query row attends
+    assert _kept_prefixes(prefix.view(1, 10), 3, 12, 10) == (12, 7)  # one row for the whole batch
+    assert _kept_prefixes(torch.stack([keys < 7, keys < 7]).view(2, 1, 1, 10), 2, 10, 10) == (10, 7)
+    assert _kept_prefixes(torch.stack([keys < 7, keys < 5]).view(2, 1, 1, 10), 2, 10, 10) is None  # lengths differ
+    assert _kept_prefixes(((keys < 7) & (keys != 3)).view(1, 1, 1, 10), 1, 10, 10) is None  # a hole
+    assert _kept_prefixes(torch.zeros(1, 1, 1, 10, dtype=torch.bool), 1, 10, 10) is None  # nothing kept
+    assert _kept_prefixes(prefix.float(), 1, 10, 10) is None  # an additive mask
+    assert _kept_prefixes(prefix, 1, 10, 12) is None  # another key count
+    # Per query row: the padding masked as keys and as queries (HunyuanVideo 1.5), or as keys only.
+    both = (keys[:, None] < 7) & (keys[None, :] < 7)
+    assert _kept_prefixes(both.view(1, 1, 10, 10), 1, 10, 10) == (7, 7)
+    assert _kept_prefixes(both.expand(2, 1, 10, 10).contiguous(), 2, 10, 10) == (7, 7)
+    assert _kept_prefixes(prefix.expand(1, 1, 10, 10).contiguous(), 1, 10, 10) == (10, 7)
+    assert _kept_prefixes(torch.tril(torch.ones(10, 10, dtype=torch.bool)).view(1, 1, 10, 10), 1, 10, 10) is None
+    holey = both.clone()
+    holey[2, 3] = False  # one kept row misses one kept key
+    assert _kept_prefixes(holey.view(1, 1, 10, 10), 1, 10, 10) is None
+    assert _kept_prefixes(((keys[:, None] < 7) & (keys[None, :] < 5)).view(1, 1, 10, 10), 1, 10, 10) == (7, 5)
+    assert _kept_prefixes(((keys[:, None] >= 3) & (keys[None, :] < 7)).view(1, 1, 10, 10), 1, 10, 10) is None
+    assert _kept_prefixes(both.view(1, 2, 5, 10), 1, 5, 10) is None  # per head: not a padding mask
     # The last mask's answer is kept per object and version: read once, and again after an
     # in-place change.
-    assert _kept_key_prefix(prefix, 1, 10) == 7
+    assert _kept_prefixes(prefix, 1, 10, 10) == (10, 7)
     with mock.patch.object(torch, "stack", side_effect=AssertionError("the mask was read again")):
-        assert _kept_key_prefix(prefix, 1, 10) == 7
+        assert _kept_prefixes(prefix, 1, 10, 10) == (10, 7)
     prefix[..., 6] = False
-    assert _kept_key_prefix(prefix, 1, 10) == 6
+    assert _kept_prefixes(prefix, 1, 10, 10) == (10, 6)
     with torch.inference_mode():  # inference tensors have no version counter
         inference = (keys < 4).view(1, 1, 1, 10)
-        assert _kept_key_prefix(inference, 1, 10) == 4
-        assert _kept_key_prefix(inference, 1, 10) == 4
+        assert _kept_prefixes(inference, 1, 10, 10) == (10, 4)
+        assert _kept_prefixes(inference, 1, 10, 10) == (10, 4)
 
 
 def test_hunyuan_video_under_inference_mode():
@@ -226,11 +289,11 @@ def test_settings_diffusers_writes_on_a_processor_reach_the_wrapped_one():
 def test_skipping_leaves_the_text_dense_on_each_branch(kind):
     """Threshold 0 skips every tile that does not raise a row's running max, so video tiles are
     skipped; the text's query tiles run dense and the tiles of the real text keys are never
-    skipped, with each branch's own text length (HunyuanVideo) and state."""
+    skipped, with each branch's own text length (HunyuanVideo 1.0 and 1.5) and state."""
     model = kind.model()
     video_tokens, tile = 3 * 8 * 8, 16
     attns = la_diffusers.install(model, threshold=0.0, cpu_tile=(tile, tile))
-    real = {"cond": 5, "uncond": 2} if kind is HunyuanVideo else {"cond": TEXT_TOKENS, "uncond": TEXT_TOKENS}
+    real = {"cond": 5, "uncond": 2} if kind.padded_text else {"cond": TEXT_TOKENS, "uncond": TEXT_TOKENS}
     x = {name: kind.inputs(real_text=(n,), seed=1 + i) for i, (name, n) in enumerate(real.items())}
     for step, t in enumerate((900, 700, 500, 300)):
         la.set_step(model, step)
@@ -242,8 +305,11 @@ def test_skipping_leaves_the_text_dense_on_each_branch(kind):
         for name, n in real.items():
             state = a.state(name)
             assert a.stats_for(name).calls == 4
-            assert state.key.len_k == video_tokens + n  # HunyuanVideo: the text's padding cut off
             rows, keys = kind.text_positions(video_tokens, n)
+            # The keys end at the real text (CogVideoX: no padding mask, every key).
+            assert state.key.len_k == (keys.stop if kind.padded_text else video_tokens + TEXT_TOKENS)
+            if kind is HunyuanVideo15:  # the padding rows cut off too
+                assert state.key.len_q == keys.stop
             assert_text_kept(state, rows, keys)
             skipped_video |= not state.tile_mask().all()
     assert skipped_video
@@ -276,9 +342,9 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_text_stays_dense(kind):
         la.set_step(model, step)
         with la_diffusers.branch("cond"):
             assert torch.isfinite(kind.forward(model, x, t=t)).all()
-    real = 5 if kind is HunyuanVideo else TEXT_TOKENS
+    real = 5 if kind.padded_text else TEXT_TOKENS
     for a in attns:
         assert a.stats_for("cond").calls == 3
         assert_text_kept(a.state("cond"), *kind.text_positions(video_tokens, real))
-    if kind is not HunyuanVideo:  # (HunyuanVideo's random weights give flat attention at 128-row tiles: nothing skips)
+    if not kind.padded_text:  # (HunyuanVideo's random weights give flat attention at 128-row tiles: nothing skips)
         assert any(not a.state("cond").tile_mask().all() for a in attns)

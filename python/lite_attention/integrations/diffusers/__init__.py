@@ -1,5 +1,5 @@
 """diffusers integration: LiteAttention inside a diffusers transformer (WanTransformer3DModel,
-HunyuanVideoTransformer3DModel, CogVideoXTransformer3DModel).
+HunyuanVideoTransformer3DModel, HunyuanVideo15Transformer3DModel, CogVideoXTransformer3DModel).
 
     import lite_attention as la
     from lite_attention.integrations import diffusers as la_diffusers
@@ -18,9 +18,11 @@ HunyuanVideoTransformer3DModel, CogVideoXTransformer3DModel).
 The installed processor wraps the module's own diffusers processor: its projections, norms,
 rotary embedding and output projection run unchanged; only its core attention call (through
 diffusers' ``dispatch_attention_fn``, or torch's ``scaled_dot_product_attention`` for CogVideoX)
-goes to the layer's LiteAttention. A boolean key-padding mask (HunyuanVideo's text padding: every
-batch row keeps the same first n keys) runs as attention over those n keys; any other mask, causal
-or dropout calls fall through to diffusers. Under diffusers' Ulysses context parallelism the
+goes to the layer's LiteAttention. A boolean padding mask that keeps the same first n keys for
+every batch row runs as attention over those n keys: as a key-padding mask (HunyuanVideo's text
+padding) for every query row, and as HunyuanVideo 1.5's per-row mask (the padding masked as
+queries too) for rows 0 .. n - 1, the padding rows coming out as zeros, as torch gives them. Any
+other mask, causal or dropout calls fall through to diffusers. Under diffusers' Ulysses context parallelism the
 self-attention runs on LiteAttention between diffusers' all-to-alls (each rank's states hold its
 heads); ring attention and joint attention under context parallelism fall through. One LiteAttention per
 attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
@@ -38,7 +40,7 @@ import inspect
 from typing import Callable, Hashable, List, Optional
 
 from ...attention import LiteAttention
-from ._processor import LiteAttentionProcessor
+from ._processor import _TEXT_PLACEMENT, LiteAttentionProcessor
 from ._routing import _BRANCH
 from ._trajectory import _Trajectory
 
@@ -58,19 +60,19 @@ def branch(name: Optional[Hashable]):
 def _self_attention(name: str, module) -> bool:
     # diffusers names a transformer block's self-attention attn1 (attn2: cross-attention; Wan,
     # for one, runs both with the same processor class). Joint attention over video and text
-    # (HunyuanVideo) is known by its processor; HunyuanVideo's text refiner has another one.
+    # (HunyuanVideo 1.0 and 1.5) is known by its processor; their text refiners have another one.
     processor = getattr(module, "processor", None)
     if isinstance(processor, LiteAttentionProcessor):
         processor = processor.inner
-    return name.split(".")[-1] == "attn1" or type(processor).__name__ == "HunyuanVideoAttnProcessor2_0"
+    return name.split(".")[-1] == "attn1" or type(processor).__name__ in _TEXT_PLACEMENT
 
 
 def install(model, select: Callable[[str, object], bool] = _self_attention, auto_branches: bool = True,
             **lite_attention_kwargs) -> List[LiteAttention]:
     """Gives every selected attention module (default: self-attention, named attn1, and the joint
-    video-text attention of HunyuanVideo's blocks) a LiteAttentionProcessor with its own
-    LiteAttention(**lite_attention_kwargs); returns them in module order. Installing twice leaves
-    the existing ones in place.
+    video-text attention of HunyuanVideo's and HunyuanVideo 1.5's blocks) a LiteAttentionProcessor
+    with its own LiteAttention(**lite_attention_kwargs); returns them in module order. Installing
+    twice leaves the existing ones in place.
 
     auto_branches: follow the sampler through the model's timestep argument (see _Trajectory):
     the passes of a denoising step run on branches 0, 1, ... and a new video resets the states,

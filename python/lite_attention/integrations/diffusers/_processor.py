@@ -12,6 +12,7 @@ from ._routing import _ACTIVE, _BRANCH, _patch, _unpatch
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
 _TEXT_PLACEMENT = {
     "HunyuanVideoAttnProcessor2_0": "last",
+    "HunyuanVideo15AttnProcessor2_0": "last",
     "CogVideoXAttnProcessor2_0": "first",
     "FusedCogVideoXAttnProcessor2_0": "first",
 }
@@ -63,22 +64,28 @@ class LiteAttentionProcessor:
         text = kwargs.get("encoder_hidden_states", args[0] if args else None)
         return None if placement is None or text is None else (placement, int(text.shape[1]))
 
-    def attend(self, query, key, value, scale=None, kept_keys: Optional[int] = None,
+    def attend(self, query, key, value, scale=None, kept: Optional[Tuple[int, int]] = None,
                text: Optional[Tuple[str, int]] = None):
-        """Attention of query over the first kept_keys keys (all by default), (B, L, H, D). With
+        """Attention over (B, L, H, D) tensors. kept = (n_q, n_k): query rows 0 .. n_q - 1 attend
+        to keys 0 .. n_k - 1, and the rows after n_q attend to no key and come out as zeros (what
+        torch's scaled_dot_product_attention gives such rows); default: all rows, all keys. With
         text = (placement, n), the first or last n positions of the sequence are text tokens:
         their query rows run dense and their key tiles are never skipped."""
+        len_q = query.shape[1]
+        n_q, n_k = kept if kept is not None else (len_q, key.shape[1])
+        dense_queries, must_do = _text_ranges(len_q, text, n_q, n_k)
         cast = query.is_cuda and query.dtype not in _GPU_DTYPES
+        dtype = query.dtype
         if cast:
             import torch
 
-            dtype = query.dtype
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
-        if kept_keys is not None and kept_keys < key.shape[1]:
-            key, value = key[:, :kept_keys], value[:, :kept_keys]
-        dense_queries, must_do = _text_ranges(query.shape[1], key.shape[1], text)
-        out = self.lite_attention(query, key, value, scale=scale, branch=_BRANCH.get(), must_do_list=must_do,
-                                  dense_queries=dense_queries)
+        out = self.lite_attention(query[:, :n_q], key[:, :n_k], value[:, :n_k], scale=scale, branch=_BRANCH.get(),
+                                  must_do_list=must_do, dense_queries=dense_queries)
+        if n_q < len_q:
+            import torch
+
+            out = torch.cat([out, out.new_zeros((out.shape[0], len_q - n_q) + tuple(out.shape[2:]))], dim=1)
         return out.to(dtype) if cast else out
 
     # diffusers reads and sets processor attributes (_attention_backend, and _parallel_config when
@@ -99,16 +106,16 @@ class LiteAttentionProcessor:
 _OWN = frozenset({"inner", "lite_attention", "released", "__call__"})
 
 
-def _text_ranges(len_q: int, len_k: int, text: Optional[Tuple[str, int]]) -> Tuple[Optional[list], Optional[list]]:
-    """(dense query ranges, must-do key ranges) for a sequence with text = (placement, n) tokens
-    of text first or last; the keys end at len_k (text padding at the end cut off)."""
+def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int, n_k: int) -> Tuple[Optional[list], Optional[list]]:
+    """(dense query ranges, must-do key ranges) for a sequence of len_q positions with
+    text = (placement, n) tokens of text first or last, cut to the n_q query rows and n_k keys
+    that attend (the text's padding at the end cut off)."""
     if text is None or text[1] <= 0:
         return None, None
     placement, n = text
-    if placement == "first":
-        return [(0, min(n, len_q))], [(0, min(n, len_k))]
-    start = max(len_q - n, 0)
-    return [(start, len_q)], ([(start, len_k)] if len_k > start else None)
+    start, stop = (0, n) if placement == "first" else (max(len_q - n, 0), len_q)
+    queries, keys = (start, min(stop, n_q)), (start, min(stop, n_k))
+    return ([queries] if queries[1] > start else None), ([keys] if keys[1] > start else None)
 
 
 def _gpu_dtypes():

@@ -6,45 +6,62 @@ from __future__ import annotations
 import contextvars
 import sys
 import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 # (processor, (text placement, text tokens) or None) of the attention module running now.
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
 _BRANCH: contextvars.ContextVar = contextvars.ContextVar("lite_attention_branch", default=None)
 
 
-# The last mask read: (a weak reference to it, its version, the key count it keeps or None). A
-# transformer passes one mask object to every layer of a forward pass, so the mask is read (a
+# The last mask read: (a weak reference to it, its version, what it keeps or None). A transformer
+# passes one key-padding mask object to every layer of a forward pass, so such a mask is read (a
 # device-to-host copy) once per pass.
 _last_mask: tuple = (lambda: None, -1, None)
 
 
-def _kept_key_prefix(mask, batch: int, len_k: int) -> Optional[int]:
-    """n when the boolean mask keeps exactly keys 0 .. n - 1 for every query and batch row (a
-    key-padding mask of shape (B or 1, 1, ..., 1, Lk)), else None."""
+def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[int, int]]:
+    """(n_q, n_k) when the boolean mask lets query rows 0 .. n_q - 1 attend to exactly keys
+    0 .. n_k - 1 and the other rows to nothing, the same for every batch row; else None. Two forms:
+    a key-padding mask, (B or 1, 1, ..., 1, Lk), where every row attends (n_q = len_q); and a
+    per-row mask (B or 1, 1, ..., Lq, Lk) such as HunyuanVideo 1.5's, which pads the queries with
+    the keys (two passes over its Lq x Lk booleans)."""
     import torch
 
-    if (mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != len_k or mask.shape[0] not in (1, batch)
-            or any(d != 1 for d in mask.shape[1:-1])):
+    if mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != len_k or mask.shape[0] not in (1, batch):
+        return None
+    if all(d == 1 for d in mask.shape[1:-1]):
+        rows = 1
+    elif mask.shape[-2] == len_q and all(d == 1 for d in mask.shape[1:-2]):
+        rows = len_q
+    else:
         return None
     global _last_mask
     # Inference tensors (torch.inference_mode) have no version counter: the object alone keys them.
     version = None if mask.is_inference() else mask._version
-    seen, seen_version, n = _last_mask
+    seen, seen_version, kept = _last_mask
     if seen() is mask and seen_version == version:
-        return n
-    rows = mask.reshape(mask.shape[0], len_k)
-    kept = rows.sum(dim=1)
-    prefix = torch.arange(len_k, device=mask.device) < kept[:, None]
-    counts, exact = torch.stack([kept, (rows == prefix).all(dim=1).to(kept.dtype)]).tolist()
-    n = counts[0] if all(exact) and len(set(counts)) == 1 and counts[0] > 0 else None
-    _last_mask = (weakref.ref(mask), version, n)
-    return n
+        return kept
+    m = mask.reshape(mask.shape[0], rows, len_k)
+    row_counts = m.sum(dim=2)
+    kept_rows, kept_columns = row_counts > 0, m.any(dim=1)
+    n_q, n_k = kept_rows.sum(dim=1), kept_columns.sum(dim=1)
+
+    def is_prefix(kept, n):
+        return (kept == (torch.arange(kept.shape[1], device=kept.device) < n[:, None])).all(dim=1)
+
+    # Rows and columns kept form prefixes, and every kept row keeps every kept column.
+    exact = is_prefix(kept_rows, n_q) & is_prefix(kept_columns, n_k) & (row_counts.sum(dim=1) == n_q * n_k)
+    queries, keys, exact = torch.stack([n_q, n_k, exact.to(n_q.dtype)]).tolist()
+    kept = None
+    if all(exact) and len(set(queries)) == 1 and len(set(keys)) == 1 and queries[0] > 0 and keys[0] > 0:
+        kept = (len_q if rows == 1 else queries[0], keys[0])
+    _last_mask = (weakref.ref(mask), version, kept)
+    return kept
 
 
 def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool, parallel_config=None):
     """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
-    the call is not one it takes (none running, causal, dropout, a mask other than key padding,
+    the call is not one it takes (none running, causal, dropout, a mask other than padding,
     arguments LiteAttention does not have, context parallelism other than Ulysses over video
     self-attention)."""
     active = _ACTIVE.get()
@@ -60,12 +77,12 @@ def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_argu
         return _ulysses_attend(processor, query, key, value, scale, *ulysses)
     if parallel_config is not None:
         return None
-    kept_keys = key.shape[1]
+    kept = None
     if attn_mask is not None:
-        kept_keys = _kept_key_prefix(attn_mask, key.shape[0], key.shape[1])
-        if kept_keys is None:
+        kept = _kept_prefixes(attn_mask, key.shape[0], query.shape[1], key.shape[1])
+        if kept is None:
             return None
-    return processor.attend(query, key, value, scale, kept_keys=kept_keys, text=text)
+    return processor.attend(query, key, value, scale, kept=kept, text=text)
 
 
 def _ulysses_group(parallel_config):
