@@ -95,7 +95,8 @@ class HunyuanVideo15:
     def forward(model, x, t=500):
         latents, text, text_mask, glyphs, glyph_mask, image = x
         with torch.no_grad():
-            return model(latents, torch.full((latents.shape[0],), float(t), device=latents.device), text, text_mask,
+            t = torch.full((latents.shape[0],), float(t), device=latents.device, dtype=latents.dtype)
+            return model(latents, t, text, text_mask,
                          encoder_hidden_states_2=glyphs, encoder_attention_mask_2=glyph_mask,
                          image_embeds=image).sample
 
