@@ -1,9 +1,8 @@
-"""diffusers' own context parallelism (enable_parallelism with ContextParallelConfig(ulysses_degree=2))
-on a tiny WanTransformer3DModel with LiteAttention installed: two ranks started with
+"""diffusers' own context parallelism (enable_parallelism with a ContextParallelConfig: Ulysses,
+ring, or both) on a tiny WanTransformer3DModel with LiteAttention installed: ranks started with
 torch.multiprocessing (gloo on the CPU, NCCL on two GPUs), each against the same model run whole
-in its own process. The self-attention calls must reach the rank's LiteAttention (diffusers'
-Ulysses all-to-alls around it), whose skip states then hold the rank's heads over the whole
-sequence."""
+in its own process. The self-attention calls must reach the rank's LiteAttention, whose skip
+states then hold the rank's heads (Ulysses) and query rows (ring) over the whole sequence."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,14 +15,14 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
 
-RANKS = 2
+HEADS = 4
 
 
 def tiny_wan(head_dim):
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2 * RANKS, attention_head_dim=head_dim,
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=HEADS, attention_head_dim=head_dim,
                                   in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=2 * head_dim,
                                   num_layers=2, rope_max_seq_len=64)
     return model.eval()
@@ -46,7 +45,7 @@ def sample(model, frames, size, device, dtype, timesteps=(900, 700, 500)):
     return latents
 
 
-def check_rank(rank, device, dtype, head_dim, frames, size, options, install_first, exact):
+def check_rank(rank, device, dtype, head_dim, frames, size, options, ring, ulysses, install_first, exact):
     from diffusers import ContextParallelConfig
 
     whole = tiny_wan(head_dim).to(device, dtype)
@@ -56,20 +55,25 @@ def check_rank(rank, device, dtype, head_dim, frames, size, options, install_fir
     model = tiny_wan(head_dim).to(device, dtype)
     if install_first:
         attns = la_diffusers.install(model, **options)
-    model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=RANKS))
+    model.enable_parallelism(config=ContextParallelConfig(ring_degree=ring, ulysses_degree=ulysses))
     if not install_first:
         attns = la_diffusers.install(model, **options)
     got = sample(model, frames, size, device, dtype)
 
-    heads = slice(2 * rank, 2 * rank + 2)  # the model has 2 heads per rank
+    # diffusers' mesh is (ring, Ulysses): the rank's query rows are the ring rank's share of the
+    # sequence, its heads the Ulysses rank's share of the heads.
+    ring_rank, ulysses_rank = divmod(rank, ulysses)
+    heads = slice(ulysses_rank * HEADS // ulysses, (ulysses_rank + 1) * HEADS // ulysses)
     for layer, (mine, ref) in enumerate(zip(attns, whole_attns)):
         for branch in (0, 1):
             # Every pass reached the rank's LiteAttention, with the rank's heads.
             assert mine.stats_for(branch).calls == 3, f"rank {rank} layer {layer} branch {branch}: not routed"
             mask, ref_mask = mine.state(branch).tile_mask(), ref.state(branch).tile_mask()
-            assert mask.shape[1] == 2 and ref_mask.shape[1] == 2 * RANKS
+            query_tiles = ref_mask.shape[2] // ring
+            rows = slice(ring_rank * query_tiles, (ring_rank + 1) * query_tiles)
+            assert mask.shape == (1, HEADS // ulysses, query_tiles, ref_mask.shape[3])
             if exact:
-                assert (mask == ref_mask[:, heads]).all(), f"rank {rank} layer {layer} branch {branch}: masks differ"
+                assert (mask == ref_mask[:, heads, rows]).all(), f"rank {rank} layer {layer} branch {branch}: masks differ"
     if exact:
         assert max(a.stats_for(0).sparsity for a in whole_attns) > 0  # the masks mattered
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
@@ -86,7 +90,8 @@ def rank_main(rank, init_file, backend, case):
         # diffusers gives the rank the device rank % torch.accelerator.device_count(), which is
         # 0 on a machine without an accelerator: count the CPU as one.
         torch.accelerator.device_count = lambda: 1
-    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=RANKS)
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
+                            world_size=case["ring"] * case["ulysses"])
     try:
         check_rank(rank, device, **case)
     finally:
@@ -94,24 +99,33 @@ def rank_main(rank, init_file, backend, case):
 
 
 def spawn(tmp_path, backend, case):
-    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, case), nprocs=RANKS)
+    mp.spawn(rank_main, args=(str(tmp_path / "rendezvous"), backend, case), nprocs=case["ring"] * case["ulysses"])
+
+
+CPU_CASE = dict(dtype=torch.float32, head_dim=32, frames=3, size=16, options=dict(threshold=-0.5, cpu_tile=(16, 16)),
+                exact=True)
 
 
 @pytest.mark.parametrize("install_first", [True, False])
-def test_ulysses_context_parallelism_runs_on_lite_attention_on_the_cpu(tmp_path, install_first):
-    """fp32 on the CPU reference with 16 x 16 tiles: the ranks' masks equal the whole run's for
-    their heads bit for bit, and the sampled latents match."""
-    case = dict(dtype=torch.float32, head_dim=32, frames=3, size=16, options=dict(threshold=-0.5, cpu_tile=(16, 16)),
-                install_first=install_first, exact=True)
-    spawn(tmp_path, "gloo", case)
+def test_ulysses_runs_on_lite_attention_on_the_cpu(tmp_path, install_first):
+    """fp32 on the CPU reference with 16 x 16 tiles, two ranks: the ranks' masks equal the whole
+    run's for their heads bit for bit, and the sampled latents match."""
+    spawn(tmp_path, "gloo", dict(CPU_CASE, ring=1, ulysses=2, install_first=install_first))
+
+
+@pytest.mark.parametrize("ring, ulysses", [(2, 1), (2, 2)], ids=["ring", "ring-x-ulysses"])
+def test_ring_and_unified_run_on_lite_attention_on_the_cpu(tmp_path, ring, ulysses):
+    """Ring (keys and values gathered, the rank's query rows attend to all of them), alone on two
+    ranks and under Ulysses on four: masks equal the whole run's rows and heads, bit for bit."""
+    spawn(tmp_path, "gloo", dict(CPU_CASE, ring=ring, ulysses=ulysses, install_first=True))
 
 
 @pytest.mark.gpu
-def test_ulysses_context_parallelism_runs_on_lite_attention_on_two_gpus(tmp_path):
+@pytest.mark.parametrize("ring, ulysses", [(1, 2), (2, 1)], ids=["ulysses", "ring"])
+def test_context_parallelism_runs_on_lite_attention_on_two_gpus(tmp_path, ring, ulysses):
     """bf16 on the Hopper or portable kernel, 1280 tokens: every pass routed with the rank's
-    heads, latents within bf16 distance of the whole run."""
-    if not torch.cuda.is_available() or torch.cuda.device_count() < RANKS or not dist.is_nccl_available():
-        pytest.skip(f"needs {RANKS} GPUs and NCCL")
-    case = dict(dtype=torch.bfloat16, head_dim=64, frames=5, size=32, options=dict(threshold=-6.0),
-                install_first=True, exact=False)
-    spawn(tmp_path, "nccl", case)
+    heads and rows, latents within bf16 distance of the whole run."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2 or not dist.is_nccl_available():
+        pytest.skip("needs 2 GPUs and NCCL")
+    spawn(tmp_path, "nccl", dict(dtype=torch.bfloat16, head_dim=64, frames=5, size=32, options=dict(threshold=-6.0),
+                                 ring=ring, ulysses=ulysses, install_first=True, exact=False))

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Hashable, Optional
 
 from ..attention import LiteAttention
+from ._collectives import heads_to_sequence, lse_to_sequence, sequence_to_heads
 
 
 def _ranks(group) -> int:
@@ -32,16 +33,6 @@ def _ranks(group) -> int:
     return dist.get_world_size(group)
 
 
-def _all_to_all(x, group):
-    """x: (P, ...) contiguous, slice p sent to rank p; returns (P, ...), slice p from rank p."""
-    import torch
-    import torch.distributed as dist
-
-    out = torch.empty_like(x)
-    dist.all_to_all_single(out, x, group=group)
-    return out
-
-
 def _check_shard(x, ranks: int, name: str) -> None:
     import torch
 
@@ -51,30 +42,6 @@ def _check_shard(x, ranks: int, name: str) -> None:
         raise ValueError(f"{name}: expected a (batch, seq_len, heads, head_dim) tensor, got shape {tuple(x.shape)}")
     if x.shape[2] % ranks:
         raise ValueError(f"{name}: expected heads divisible by the group's {ranks} ranks, got {x.shape[2]}")
-
-
-def _sequence_to_heads(x, ranks: int, group):
-    """(B, L/P, H, D) sequence shard -> (B, L, H/P, D): the whole sequence, this rank's heads."""
-    b, shard, heads, d = x.shape
-    parts = x.reshape(b, shard, ranks, heads // ranks, d).permute(2, 0, 1, 3, 4).contiguous()
-    gathered = _all_to_all(parts, group)  # (P, B, L/P, H/P, D): sequence shard p from rank p
-    return gathered.permute(1, 0, 2, 3, 4).reshape(b, ranks * shard, heads // ranks, d)
-
-
-def _heads_to_sequence(x, ranks: int, group):
-    """(B, L, H/P, D) -> (B, L/P, H, D): this rank's sequence shard, every head."""
-    b, length, heads, d = x.shape
-    parts = x.reshape(b, ranks, length // ranks, heads, d).permute(1, 0, 2, 3, 4).contiguous()
-    gathered = _all_to_all(parts, group)  # (P, B, L/P, H/P, D): head group p from rank p
-    return gathered.permute(1, 2, 0, 3, 4).reshape(b, length // ranks, ranks * heads, d)
-
-
-def _lse_to_sequence(lse, ranks: int, group):
-    """(B, H/P, L) -> (B, H, L/P)."""
-    b, heads, length = lse.shape
-    parts = lse.reshape(b, heads, ranks, length // ranks).permute(2, 0, 1, 3).contiguous()
-    gathered = _all_to_all(parts, group)  # (P, B, H/P, L/P): head group p from rank p
-    return gathered.permute(1, 0, 2, 3).reshape(b, ranks * heads, length // ranks)
 
 
 class UlyssesLiteAttention(LiteAttention):
@@ -93,12 +60,12 @@ class UlyssesLiteAttention(LiteAttention):
         # others waiting in the all-to-all.
         for x, name in ((query, "query"), (key, "key"), (value, "value")):
             _check_shard(x, ranks, name)
-        q, k, v = (_sequence_to_heads(x, ranks, self.group) for x in (query, key, value))
+        q, k, v = (sequence_to_heads(x, ranks, self.group) for x in (query, key, value))
         result = super().__call__(q, k, v, scale, return_softmax_lse, must_do_list, must_skip_list, branch=branch,
                                   dense_queries=dense_queries)
         if return_softmax_lse:
             out, lse = result
-            return _heads_to_sequence(out, ranks, self.group), _lse_to_sequence(lse, ranks, self.group)
-        return _heads_to_sequence(result, ranks, self.group)
+            return heads_to_sequence(out, ranks, self.group), lse_to_sequence(lse, ranks, self.group)
+        return heads_to_sequence(result, ranks, self.group)
 
     forward = __call__

@@ -22,9 +22,9 @@ goes to the layer's LiteAttention. A boolean padding mask that keeps the same fi
 every batch row runs as attention over those n keys: as a key-padding mask (HunyuanVideo's text
 padding) for every query row, and as HunyuanVideo 1.5's per-row mask (the padding masked as
 queries too) for rows 0 .. n - 1, the padding rows coming out as zeros, as torch gives them. Any
-other mask, causal or dropout calls fall through to diffusers. Under diffusers' Ulysses context parallelism the
-self-attention runs on LiteAttention between diffusers' all-to-alls (each rank's states hold its
-heads); ring attention and joint attention under context parallelism fall through. One LiteAttention per
+other mask, causal or dropout calls fall through to diffusers. Under diffusers' context parallelism (Ulysses,
+ring or both) the self-attention runs on LiteAttention (each rank's states hold its heads and query
+rows); joint attention under context parallelism falls through. One LiteAttention per
 attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
 (the GPU kernel's types) and are cast back.
 

@@ -8,6 +8,8 @@ import sys
 import weakref
 from typing import Callable, Dict, Optional, Tuple
 
+from .._collectives import gather_sequence, heads_to_sequence, sequence_to_heads
+
 # (processor, (text placement, text tokens) or None) of the attention module running now.
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
 _BRANCH: contextvars.ContextVar = contextvars.ContextVar("lite_attention_branch", default=None)
@@ -62,21 +64,22 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
 def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool, parallel_config=None):
     """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
     the call is not one it takes (none running, causal, dropout, a mask other than padding,
-    arguments LiteAttention does not have, context parallelism other than Ulysses over video
-    self-attention)."""
+    arguments LiteAttention does not have, context parallelism over joint attention or uneven
+    shards)."""
     active = _ACTIVE.get()
     if active is None or is_causal or dropout_p or other_arguments:
         return None
     processor, text = active
-    ulysses = _ulysses_group(parallel_config)
-    if ulysses is not None:
-        # Under diffusers' Ulysses the rank holds a sequence shard: the text's positions and a
-        # key-padding mask are per shard, so joint attention and masks fall through.
-        if text is not None or attn_mask is not None or query.shape[2] % ulysses[1] or key.shape[2] % ulysses[1]:
-            return None
-        return _ulysses_attend(processor, query, key, value, scale, *ulysses)
     if parallel_config is not None:
-        return None
+        groups = _context_parallel_groups(parallel_config)
+        # Under diffusers' context parallelism the rank holds a sequence shard: the text's
+        # positions and a padding mask are per shard, so joint attention and masks fall through.
+        if groups is None or text is not None or attn_mask is not None:
+            return None
+        (ulysses, ulysses_ranks), _ = groups
+        if query.shape[2] % ulysses_ranks or key.shape[2] % ulysses_ranks:
+            return None
+        return _context_parallel_attend(processor, query, key, value, scale, *groups)
     kept = None
     if attn_mask is not None:
         kept = _kept_prefixes(attn_mask, key.shape[0], query.shape[1], key.shape[1])
@@ -85,24 +88,32 @@ def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_argu
     return processor.attend(query, key, value, scale, kept=kept, text=text)
 
 
-def _ulysses_group(parallel_config):
-    """(process group, ranks) when diffusers' context parallelism is Ulysses alone (no ring, no
-    uneven shards), else None."""
+def _context_parallel_groups(parallel_config):
+    """((Ulysses group, its ranks), (ring group, its ranks)) of diffusers' context parallelism (a
+    group of one rank: None, 1), or None for what LiteAttention does not run (the uneven-shard
+    'anything' variants, tensor parallelism alone)."""
     config = getattr(parallel_config, "context_parallel_config", None)
-    if (config is None or config.ring_degree != 1 or config.ulysses_degree <= 1 or config.ulysses_anything
-            or config._ulysses_mesh is None):
+    if (config is None or getattr(config, "ulysses_anything", False) or getattr(config, "ring_anything", False)
+            or config._mesh is None):
         return None
-    return config._ulysses_mesh.get_group(), config.ulysses_degree
+    ulysses = (config._ulysses_mesh.get_group(), config.ulysses_degree) if config.ulysses_degree > 1 else (None, 1)
+    ring = (config._ring_mesh.get_group(), config.ring_degree) if config.ring_degree > 1 else (None, 1)
+    return ulysses, ring
 
 
-def _ulysses_attend(processor, query, key, value, scale, group, ranks: int):
-    """diffusers' Ulysses step with LiteAttention inside: (B, L/P, H, D) shards in rank order, the
-    whole sequence of H/P heads attended on this rank (its LiteAttention keeps those heads' skip
-    states), the output returned to the rank's shard."""
-    from ..ulysses import _heads_to_sequence, _sequence_to_heads
-
-    q, k, v = (_sequence_to_heads(x, ranks, group) for x in (query, key, value))
-    return _heads_to_sequence(processor.attend(q, k, v, scale), ranks, group)
+def _context_parallel_attend(processor, query, key, value, scale, ulysses, ring):
+    """diffusers' context-parallel attention with LiteAttention inside, for (B, L/P, H, D) shards
+    held in the order of diffusers' (ring, Ulysses) mesh. Ulysses: an all-to-all gives the rank
+    the sequence of its Ulysses group for H/U heads; ring: the keys and values of every ring rank
+    are gathered (diffusers' ring also gathers them all) and the rank's queries attend to the
+    whole sequence. The rank's LiteAttention keeps the skip states of its query rows and heads."""
+    (ulysses_group, ulysses_ranks), (ring_group, ring_ranks) = ulysses, ring
+    if ulysses_ranks > 1:
+        query, key, value = (sequence_to_heads(x, ulysses_ranks, ulysses_group) for x in (query, key, value))
+    if ring_ranks > 1:
+        key, value = (gather_sequence(x, ring_ranks, ring_group) for x in (key, value))
+    out = processor.attend(query, key, value, scale)
+    return heads_to_sequence(out, ulysses_ranks, ulysses_group) if ulysses_ranks > 1 else out
 
 
 def _routed_dispatch(original: Callable) -> Callable:
