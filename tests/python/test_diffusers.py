@@ -108,10 +108,35 @@ class BranchRecorder(torch.nn.Module):
         self.branches = []
 
     def forward(self, x, timestep, fail=False):
-        self.branches.append(_routing._BRANCH.get())
+        self.branches.append(_routing.CURRENT.branch)
         if fail:
             raise ValueError("a pass that fails")
         return x
+
+
+def test_regional_compile_with_fullgraph_traces_the_routing():
+    """diffusers' regional compile (compile_repeated_blocks(fullgraph=True)) of an installed model:
+    the routing and the LiteAttention call trace without a graph break, a pipeline-style run
+    equals the eager one, and the graphs do not multiply with the layers or the steps."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    options = dict(threshold=-1.0, cpu_tile=(16, 16))
+    eager = tiny_wan()
+    la_diffusers.install(eager, **options)
+    want = cfg_steps(eager, *inputs(), explicit=False)
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_wan()
+    attns = la_diffusers.install(model, **options)
+    model.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
+    got = cfg_steps(model, *inputs(), explicit=False)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert all(a.stats_for(0).calls == 4 and a.stats_for(1).calls == 4 for a in attns)
+    assert max(a.stats_for(0).sparsity for a in attns) > 0
+    # One graph per branch and state bookkeeping (states created, steps begun), for both blocks.
+    assert 0 < counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
@@ -169,7 +194,7 @@ def test_trajectory_follows_per_token_timesteps_floats_and_failures():
     model(x, timestep=500.0)  # Python floats, positional or by name
     with pytest.raises(ValueError, match="a pass that fails"):
         model(x, 500.0, fail=True)
-    assert _routing._BRANCH.get() is None  # a failed pass leaves no branch set
+    assert _routing.CURRENT.branch is None  # a failed pass leaves no branch set
     assert model.branches == [0, 1, 2]
     trajectory.remove()
 
@@ -181,7 +206,7 @@ def test_trajectory_refuses_a_timestep_repeated_past_the_limit():
         model(torch.zeros(1), 999.0)
     with pytest.raises(RuntimeError, match=r"auto_branches: 9 passes in a row at timestep 999.0"):
         model(torch.zeros(1), 999.0)
-    assert _routing._BRANCH.get() is None
+    assert _routing.CURRENT.branch is None
 
 
 def test_auto_branches_needs_a_timestep_argument():

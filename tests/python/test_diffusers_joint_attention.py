@@ -14,7 +14,6 @@ from unittest import mock  # noqa: E402
 
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
-from lite_attention.integrations.diffusers import _routing  # noqa: E402
 from lite_attention.integrations.diffusers._routing import _kept_prefixes  # noqa: E402
 
 TEXT_TOKENS = 8  # the (padded) text length
@@ -249,26 +248,26 @@ def test_hunyuan_video_under_inference_mode():
     la_diffusers.uninstall(model)
 
 
-def test_uninstall_takes_the_routing_out_once_no_processor_needs_it():
+def test_install_changes_nothing_module_wide_and_uninstall_restores_the_processors():
+    """The routing lives in each installed processor (its own copy of the inner __call__): the
+    diffusers modules' functions stay as they are, so a model without LiteAttention runs
+    diffusers' and torch's attention exactly as before."""
     import diffusers.models.attention_processor as cogvideox_module
+    import diffusers.models.transformers.transformer_hunyuan_video as hunyuan_module
 
-    def installed():  # processors of that module that need its routing (other tests may hold some)
-        patch = _routing._PATCHES.get(cogvideox_module.__name__)
-        return 0 if patch is None else patch[2]
-
-    before = installed()
-    first, second = CogVideoX.model(), CogVideoX.model()
-    la_diffusers.install(first)
-    la_diffusers.install(second)
-    assert installed() == before + 4 and isinstance(cogvideox_module.F, _routing._RoutedFunctional)
-    la_diffusers.uninstall(first)
-    la_diffusers.uninstall(first)  # twice: nothing more to take out
-    assert installed() == before + 2 and isinstance(cogvideox_module.F, _routing._RoutedFunctional)
-    la_diffusers.uninstall(second)
-    assert installed() == before
-    if before == 0:
-        assert cogvideox_module.F is torch.nn.functional
-    assert not first._forward_pre_hooks and not second._forward_pre_hooks
+    dispatch = hunyuan_module.dispatch_attention_fn
+    installed, plain = CogVideoX.model(), CogVideoX.model()
+    x = CogVideoX.inputs()
+    before = CogVideoX.forward(plain, x)
+    inner = [m.processor for m in installed.modules() if hasattr(m, "set_processor")]
+    la_diffusers.install(installed, auto_branches=False)
+    la_diffusers.install(HunyuanVideo.model(), auto_branches=False)
+    assert cogvideox_module.F is torch.nn.functional and hunyuan_module.dispatch_attention_fn is dispatch
+    assert torch.equal(CogVideoX.forward(plain, x), before)
+    la_diffusers.uninstall(installed)
+    la_diffusers.uninstall(installed)  # twice: nothing more to take out
+    assert [m.processor for m in installed.modules() if hasattr(m, "set_processor")] == inner
+    assert not installed._forward_pre_hooks and not installed._forward_hooks
 
 
 def test_settings_diffusers_writes_on_a_processor_reach_the_wrapped_one():

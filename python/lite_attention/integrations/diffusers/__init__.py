@@ -41,7 +41,7 @@ from typing import Callable, Hashable, List, Optional
 
 from ...attention import LiteAttention
 from ._processor import _TEXT_PLACEMENT, LiteAttentionProcessor
-from ._routing import _BRANCH
+from ._routing import CURRENT
 from ._trajectory import _Trajectory
 
 __all__ = ["LiteAttentionProcessor", "branch", "install", "uninstall"]
@@ -49,12 +49,14 @@ __all__ = ["LiteAttentionProcessor", "branch", "install", "uninstall"]
 
 @contextlib.contextmanager
 def branch(name: Optional[Hashable]):
-    """Calls inside run on this branch's skip states (e.g. 'cond', 'uncond')."""
-    token = _BRANCH.set(name)
+    """Calls inside run on this branch's skip states (e.g. 'cond', 'uncond'). Process-wide: one
+    pipeline at a time per process (a plain setting that torch.compile can read)."""
+    previous = CURRENT.branch
+    CURRENT.branch = name
     try:
         yield
     finally:
-        _BRANCH.reset(token)
+        CURRENT.branch = previous
 
 
 def _self_attention(name: str, module) -> bool:
@@ -98,13 +100,11 @@ def install(model, select: Callable[[str, object], bool] = _self_attention, auto
 
 
 def uninstall(model) -> None:
-    """Puts the wrapped diffusers processors back and removes the trajectory hooks; once no
-    installed processor needs it, the attention call's routing is taken out too."""
+    """Puts the wrapped diffusers processors back and removes the trajectory hooks."""
     for _, module in model.named_modules():
         processor = getattr(module, "processor", None)
         if isinstance(processor, LiteAttentionProcessor):
             module.set_processor(processor.inner)
-            processor.release()
     trajectory = getattr(model, "_lite_attention_trajectory", None)
     if trajectory is not None:
         trajectory.remove()

@@ -6,7 +6,7 @@ import inspect
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
-from ._routing import _ACTIVE, _BRANCH, _patch, _unpatch
+from ._routing import CURRENT, routed_call
 
 # Processors of joint attention, by class name: where they put the text tokens
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
@@ -19,44 +19,32 @@ _TEXT_PLACEMENT = {
 
 
 class LiteAttentionProcessor:
-    """Wraps a diffusers attention processor; its core attention call runs on `lite_attention`."""
+    """Wraps a diffusers attention processor; its core attention call runs on `lite_attention`.
 
-    def __init__(self, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
+    An instance is of a subclass made for the inner processor's class, whose __call__ declares
+    the inner one's parameters: diffusers' Attention passes a processor only the keyword arguments
+    its __call__ declares (HunyuanVideo's rotary embedding among them)."""
+
+    def __new__(cls, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
         if not callable(inner):
             raise TypeError(f"inner: expected a diffusers attention processor, got {type(inner).__name__}")
-        own = object.__setattr__  # this class's own attributes (others go to inner: __setattr__)
-        own(self, "inner", inner)
-        own(self, "lite_attention", lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs))
-        _patch(type(inner).__module__)
-        own(self, "released", False)
-        # diffusers' Attention passes a processor only the keyword arguments that its __call__
-        # declares (HunyuanVideo's rotary embedding among them): declare the inner processor's.
-        # (A call goes through the class's __call__; diffusers reads the instance's attribute.)
-        def call(attn, hidden_states, *args, **kwargs):
-            return LiteAttentionProcessor.__call__(self, attn, hidden_states, *args, **kwargs)
+        return object.__new__(_wrapper_class(type(inner)) if cls is LiteAttentionProcessor else cls)
 
-        call.__signature__ = inspect.signature(inner.__call__)
-        own(self, "__call__", call)
+    def __init__(self, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
+        self.inner = inner
+        self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
+        self._call = routed_call(inner, self)
+        self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
-    # processor and the LiteAttention (copied with its own states): the signature-carrying
-    # __call__ above is a closure over this instance, and the copy needs its own routing count.
+    # processor and the LiteAttention (copied with its own states): the routed call closes over
+    # this instance.
     def __reduce__(self):
         return LiteAttentionProcessor, (self.inner, self.lite_attention)
 
-    def release(self) -> None:
-        """Called when the processor is taken off its module: the attention call's routing goes
-        back to diffusers and torch once no installed processor needs it."""
-        if not self.released:
-            object.__setattr__(self, "released", True)
-            _unpatch(type(self.inner).__module__)
-
-    def __call__(self, attn, hidden_states, *args, **kwargs):
-        token = _ACTIVE.set((self, self._text(args, kwargs)))
-        try:
-            return self.inner(attn, hidden_states, *args, **kwargs)
-        finally:
-            _ACTIVE.reset(token)
+    def _run(self, attn, hidden_states, *args, **kwargs):
+        self._call_text = self._text(args, kwargs)
+        return self._call(self.inner, attn, hidden_states, *args, **kwargs)
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) for a processor of joint attention."""
@@ -80,7 +68,7 @@ class LiteAttentionProcessor:
             import torch
 
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
-        out = self.lite_attention(query[:, :n_q], key[:, :n_k], value[:, :n_k], scale=scale, branch=_BRANCH.get(),
+        out = self.lite_attention(query[:, :n_q], key[:, :n_k], value[:, :n_k], scale=scale, branch=CURRENT.branch,
                                   must_do_list=must_do, dense_queries=dense_queries)
         if n_q < len_q:
             import torch
@@ -88,22 +76,46 @@ class LiteAttentionProcessor:
             out = torch.cat([out, out.new_zeros((out.shape[0], len_q - n_q) + tuple(out.shape[2:]))], dim=1)
         return out.to(dtype) if cast else out
 
-    # diffusers reads and sets processor attributes (_attention_backend, and _parallel_config when
-    # context parallelism is enabled, which must reach the inner processor so that its calls fall
-    # through): they are the inner processor's.
+    # Settings diffusers writes on a processor (the attention backend; the parallel config when
+    # context parallelism is enabled, which the inner call passes to its attention call) are the
+    # inner processor's; other attributes it reads are too.
+    @property
+    def _attention_backend(self):
+        return self.inner._attention_backend
+
+    @_attention_backend.setter
+    def _attention_backend(self, value):
+        self.inner._attention_backend = value
+
+    @property
+    def _parallel_config(self):
+        return self.inner._parallel_config
+
+    @_parallel_config.setter
+    def _parallel_config(self, value):
+        self.inner._parallel_config = value
+
     def __getattr__(self, name):
-        if name in _OWN or name.startswith("__"):  # (protocols such as __deepcopy__ are this class's)
-            raise AttributeError(name)
+        if name.startswith("__") or name in ("inner", "lite_attention", "_call", "_call_text"):
+            raise AttributeError(name)  # (protocols such as __deepcopy__ are this class's)
         return getattr(self.inner, name)
 
-    def __setattr__(self, name, value):
-        if name in _OWN:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.inner, name, value)
+
+_WRAPPERS: dict = {}
 
 
-_OWN = frozenset({"inner", "lite_attention", "released", "__call__"})
+def _wrapper_class(inner_class: type) -> type:
+    """The LiteAttentionProcessor subclass for processors of inner_class (made once)."""
+    wrapper = _WRAPPERS.get(inner_class)
+    if wrapper is None:
+        def __call__(self, attn, hidden_states, *args, **kwargs):
+            return self._run(attn, hidden_states, *args, **kwargs)
+
+        __call__.__signature__ = inspect.signature(inner_class.__call__)
+        wrapper = type(f"LiteAttentionProcessor_{inner_class.__name__}", (LiteAttentionProcessor,),
+                       {"__call__": __call__, "__module__": __name__})
+        _WRAPPERS[inner_class] = wrapper
+    return wrapper
 
 
 def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int, n_k: int) -> Tuple[Optional[list], Optional[list]]:

@@ -1,18 +1,25 @@
-"""The interception of a wrapped processor's attention call: while a LiteAttentionProcessor runs
-(_ACTIVE), diffusers' dispatch_attention_fn, or torch's scaled_dot_product_attention as the
-processor's module sees it, hands calls it can take to that processor's LiteAttention."""
+"""How a wrapped processor's attention call reaches its LiteAttention: the processor runs a copy
+of its inner processor's __call__ whose module globals name this processor's router for diffusers'
+dispatch_attention_fn, or for torch.nn.functional (F) with a routed scaled_dot_product_attention.
+Nothing module-wide is changed, and torch.compile traces the route like any Python code."""
 from __future__ import annotations
 
-import contextvars
-import sys
+import types
 import weakref
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from .._collectives import gather_sequence, heads_to_sequence, sequence_to_heads
 
-# (processor, (text placement, text tokens) or None) of the attention module running now.
-_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("lite_attention_processor", default=None)
-_BRANCH: contextvars.ContextVar = contextvars.ContextVar("lite_attention_branch", default=None)
+
+class _Current:
+    """The branch that calls run on now (set by branch() and by the trajectory hooks; None: the
+    LiteAttention's default). A plain attribute, not a context variable, so that torch.compile
+    reads it (as a guarded constant); it is therefore process-wide, not per thread."""
+
+    branch = None
+
+
+CURRENT = _Current()
 
 
 # The last mask read: (a weak reference to it, its version, what it keeps or None). A transformer
@@ -61,15 +68,14 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     return kept
 
 
-def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool, parallel_config=None):
-    """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
-    the call is not one it takes (none running, causal, dropout, a mask other than padding,
-    arguments LiteAttention does not have, context parallelism over joint attention or uneven
-    shards)."""
-    active = _ACTIVE.get()
-    if active is None or is_causal or dropout_p or other_arguments:
+def _route(processor, query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool,
+           parallel_config=None):
+    """The output of the processor's LiteAttention for (B, L, H, D) tensors, or None when the call
+    is not one it takes (causal, dropout, a mask other than padding, arguments LiteAttention does
+    not have, context parallelism over joint attention or uneven shards)."""
+    if is_causal or dropout_p or other_arguments:
         return None
-    processor, text = active
+    text = processor._call_text
     if parallel_config is not None:
         groups = _context_parallel_groups(parallel_config)
         # Under diffusers' context parallelism the rank holds a sequence shard: the text's
@@ -116,80 +122,56 @@ def _context_parallel_attend(processor, query, key, value, scale, ulysses, ring)
     return heads_to_sequence(out, ulysses_ranks, ulysses_group) if ulysses_ranks > 1 else out
 
 
-def _routed_dispatch(original: Callable) -> Callable:
-    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed."""
+def _routed_dispatch(original: Callable, processor) -> Callable:
+    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed to processor."""
     def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                               enable_gqa=False, attention_kwargs=None, **kwargs):
-        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale, bool(attention_kwargs),
+        out = _route(processor, query, key, value, attn_mask, dropout_p, is_causal, scale, bool(attention_kwargs),
                      kwargs.get("parallel_config"))
         if out is None:
             out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                            scale=scale, enable_gqa=enable_gqa, attention_kwargs=attention_kwargs, **kwargs)
         return out
 
-    dispatch_attention_fn.__wrapped__ = original
-    dispatch_attention_fn._lite_attention = True
     return dispatch_attention_fn
 
 
-class _RoutedFunctional:
-    """torch.nn.functional for a diffusers module whose processors call
-    F.scaled_dot_product_attention ((B, H, L, D) tensors) directly (CogVideoX's): that one call
-    routed, every other name torch's own."""
-
-    _lite_attention = True
-
-    def __init__(self, functional):
-        self._functional = functional
-
-    def __getattr__(self, name):
-        return getattr(self._functional, name)
-
-    def scaled_dot_product_attention(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                                     scale=None, enable_gqa=False):
+def _routed_functional(functional, processor):
+    """torch.nn.functional for a processor that calls F.scaled_dot_product_attention ((B, H, L, D)
+    tensors) directly (CogVideoX's): a module with every name torch's own, and that one routed."""
+    def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                                     enable_gqa=False):
         out = None
         if query.dim() == 4:
-            out = _route(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask, dropout_p,
-                         is_causal, scale, bool(enable_gqa))
+            out = _route(processor, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask,
+                         dropout_p, is_causal, scale, bool(enable_gqa))
         if out is None:
             extra = {"enable_gqa": True} if enable_gqa else {}  # (an argument only torch >= 2.5 has)
-            return self._functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
-                                                                 dropout_p=dropout_p, is_causal=is_causal,
-                                                                 scale=scale, **extra)
+            return functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                                           dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                                                           **extra)
         return out.transpose(1, 2)
 
+    routed = types.ModuleType(functional.__name__, functional.__doc__)
+    routed.__dict__.update({k: v for k, v in vars(functional).items() if k not in ("__name__", "__doc__")})
+    routed.scaled_dot_product_attention = scaled_dot_product_attention
+    return routed
 
-# module name -> (the attribute patched, its original, how many installed processors need it)
-_PATCHES: Dict[str, list] = {}
 
-
-def _patch(module_name: str) -> None:
-    """Routes the attention call of the processors defined in that module (diffusers'
-    dispatch_attention_fn where they use it, else torch's scaled_dot_product_attention) until the
-    last processor that needs it is released (_unpatch)."""
-    if module_name in _PATCHES:
-        _PATCHES[module_name][2] += 1
-        return
-    module = sys.modules.get(module_name)
-    fn = getattr(module, "dispatch_attention_fn", None)
-    functional = getattr(module, "F", None)
-    if fn is not None:
-        _PATCHES[module_name] = ["dispatch_attention_fn", fn, 1]
-        module.dispatch_attention_fn = _routed_dispatch(fn)
-    elif functional is not None and hasattr(functional, "scaled_dot_product_attention"):
-        _PATCHES[module_name] = ["F", functional, 1]
-        module.F = _RoutedFunctional(functional)
+def routed_call(inner, processor) -> Callable:
+    """The inner processor's __call__ (a plain function: self first) with its attention call,
+    through diffusers' dispatch_attention_fn or torch's F.scaled_dot_product_attention, routed to
+    processor."""
+    call = type(inner).__call__
+    names = getattr(getattr(call, "__code__", None), "co_names", ())
+    scope = dict(getattr(call, "__globals__", {}))
+    if "dispatch_attention_fn" in names and "dispatch_attention_fn" in scope:
+        scope["dispatch_attention_fn"] = _routed_dispatch(scope["dispatch_attention_fn"], processor)
+    elif "F" in names and hasattr(scope.get("F"), "scaled_dot_product_attention"):
+        scope["F"] = _routed_functional(scope["F"], processor)
     else:
-        raise TypeError(f"processor: {module_name} calls neither diffusers' dispatch_attention_fn nor "
-                        "torch's scaled_dot_product_attention as F; this processor cannot be wrapped")
-
-
-def _unpatch(module_name: str) -> None:
-    """One processor of that module no longer needs the routing; the last one puts it back."""
-    patch = _PATCHES.get(module_name)
-    if patch is None:
-        return
-    patch[2] -= 1
-    if patch[2] == 0:
-        setattr(sys.modules[module_name], patch[0], patch[1])
-        del _PATCHES[module_name]
+        raise TypeError(f"inner: {type(inner).__name__}.__call__ calls neither diffusers' dispatch_attention_fn nor "
+                        "torch's F.scaled_dot_product_attention itself; this processor cannot be wrapped")
+    routed = types.FunctionType(call.__code__, scope, call.__name__, call.__defaults__, call.__closure__)
+    routed.__kwdefaults__ = call.__kwdefaults__
+    return routed

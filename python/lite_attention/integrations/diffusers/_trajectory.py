@@ -6,7 +6,7 @@ import inspect
 from typing import Optional
 
 from ...attention import reset_skip_states
-from ._routing import _BRANCH
+from ._routing import CURRENT
 
 
 class _Trajectory:
@@ -31,13 +31,13 @@ class _Trajectory:
         self.signature = inspect.signature(model.forward)
         self.last: Optional[float] = None  # the previous pass's timestep
         self.index = 0  # the branch of the previous pass
-        self.tokens: list = []
+        self.outer: list = []  # the branch each running pass found set (nested passes: a stack)
         self.handles = (model.register_forward_pre_hook(self.before, with_kwargs=True),
                         model.register_forward_hook(self.after, always_call=True))
 
     def before(self, module, args, kwargs):
-        self.tokens.append(None)  # what after() resets, also when this raises
-        if _BRANCH.get() is None:
+        self.outer.append(CURRENT.branch)  # what after() puts back, also when this raises
+        if CURRENT.branch is None:
             timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
             value = float(timestep.detach().max()) if hasattr(timestep, "detach") else float(timestep)
             if value == self.last:
@@ -51,12 +51,10 @@ class _Trajectory:
                     reset_skip_states(self.model)
                 self.index = 0
             self.last = value
-            self.tokens[-1] = _BRANCH.set(self.index)
+            CURRENT.branch = self.index
 
     def after(self, module, args, output):
-        token = self.tokens.pop()
-        if token is not None:
-            _BRANCH.reset(token)
+        CURRENT.branch = self.outer.pop()
 
     def remove(self) -> None:
         for handle in self.handles:
