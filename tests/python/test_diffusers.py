@@ -239,3 +239,25 @@ def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     # skipped here; the CPU test above skips with 16 x 16 tiles.)
     assert all(a.stats_for("cond").calls == 4 and a.stats_for("uncond").calls == 4 for a in attns)
     assert torch.isfinite(latents).all()
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_regional_compile_with_inductor_matches_eager():
+    """compile_repeated_blocks(fullgraph=True) with inductor on CUDA in bfloat16: the GPU kernel's
+    call traced, the pipeline-style run within bf16 distance of the eager one."""
+    import torch._dynamo
+
+    options = dict(threshold=-6.0)
+    latents, text = (x.to("cuda", torch.bfloat16) for x in inputs(seed=1, frames=5, size=32))
+    eager = tiny_wan(head_dim=64).to("cuda", torch.bfloat16)
+    la_diffusers.install(eager, **options)
+    want = cfg_steps(eager, latents, text, explicit=False).float()
+    torch._dynamo.reset()
+    model = tiny_wan(head_dim=64).to("cuda", torch.bfloat16)
+    attns = la_diffusers.install(model, **options)
+    model.compile_repeated_blocks(fullgraph=True)
+    got = cfg_steps(model, latents, text, explicit=False).float()
+    assert all(a.stats_for(0).calls == 4 and a.stats_for(1).calls == 4 for a in attns)
+    assert ((got - want).norm() / want.norm()).item() < 1e-2
+    torch._dynamo.reset()
+
