@@ -139,6 +139,27 @@ def test_regional_compile_with_fullgraph_traces_the_routing():
     torch._dynamo.reset()
 
 
+def test_whole_model_compile_keeps_each_layer_on_its_own_lite_attention():
+    """torch.compile of the whole transformer traces both layers' routed calls in one frame: each
+    must reach its own layer's LiteAttention (a router found by a shared name would send both to
+    the first layer's)."""
+    import torch._dynamo
+
+    options = dict(threshold=-1.0, cpu_tile=(16, 16))
+    eager = tiny_wan()
+    eager_attns = la_diffusers.install(eager, **options)
+    want = cfg_steps(eager, *inputs(), explicit=False)
+    torch._dynamo.reset()
+    model = tiny_wan()
+    attns = la_diffusers.install(model, **options)
+    got = cfg_steps(torch.compile(model, backend="aot_eager"), *inputs(), explicit=False)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for a, e in zip(attns, eager_attns):
+        assert a.step == 3 and a.stats_for(0).calls == 4 and a.stats_for(1).calls == 4
+        assert (a.state(1).tile_mask() == e.state(1).tile_mask()).all()
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
 def test_a_copied_model_has_its_own_processors_states_and_hooks(how):
     """copy.deepcopy or torch.save/torch.load of an installed model: the copy's processors wrap

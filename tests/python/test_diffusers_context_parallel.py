@@ -81,6 +81,20 @@ def check_rank(rank, device, dtype, head_dim, frames, size, options, ring, ulyss
         assert ((got.float() - want.float()).norm() / want.float().norm()).item() < 2e-2
 
 
+def check_fall_through(rank, device, head_dim, frames, size, options, **config):
+    """A context-parallel variant LiteAttention does not run (uneven shards): every call goes to
+    diffusers' own attention, and the latents equal the whole model's without LiteAttention."""
+    from diffusers import ContextParallelConfig
+
+    want = sample(tiny_wan(head_dim).to(device), frames, size, device, torch.float32)
+    model = tiny_wan(head_dim).to(device)
+    attns = la_diffusers.install(model, **options)
+    model.enable_parallelism(config=ContextParallelConfig(**config))
+    got = sample(model, frames, size, device, torch.float32)
+    assert all(not a.branches for a in attns), f"rank {rank}: a call reached LiteAttention"
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
+
+
 def rank_main(rank, init_file, backend, case):
     device = "cpu"
     if backend == "nccl":
@@ -93,7 +107,10 @@ def rank_main(rank, init_file, backend, case):
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
                             world_size=case["ring"] * case["ulysses"])
     try:
-        check_rank(rank, device, **case)
+        if case.get("fall_through"):
+            check_fall_through(rank, device, **case["fall_through"])
+        else:
+            check_rank(rank, device, **case)
     finally:
         dist.destroy_process_group()
 
@@ -118,6 +135,36 @@ def test_ring_and_unified_run_on_lite_attention_on_the_cpu(tmp_path, ring, ulyss
     """Ring (keys and values gathered, the rank's query rows attend to all of them), alone on two
     ranks and under Ulysses on four: masks equal the whole run's rows and heads, bit for bit."""
     spawn(tmp_path, "gloo", dict(CPU_CASE, ring=ring, ulysses=ulysses, install_first=True))
+
+
+def test_what_runs_on_lite_attention_by_context_parallel_config():
+    """The routing's reading of diffusers' config: Ulysses and ring degrees with their groups; the
+    uneven-shard variants and a config without context parallelism fall through (None)."""
+    from types import SimpleNamespace
+
+    from lite_attention.integrations.diffusers._routing import _context_parallel_groups
+
+    def config(ring=1, ulysses=1, **variants):
+        mesh = SimpleNamespace(get_group=lambda: "group")
+        return SimpleNamespace(context_parallel_config=SimpleNamespace(
+            ring_degree=ring, ulysses_degree=ulysses, _mesh=mesh, _ring_mesh=mesh, _ulysses_mesh=mesh, **variants))
+
+    assert _context_parallel_groups(config(ulysses=2)) == (("group", 2), (None, 1))
+    assert _context_parallel_groups(config(ring=2)) == ((None, 1), ("group", 2))
+    assert _context_parallel_groups(config(ring=2, ulysses=4)) == (("group", 4), ("group", 2))
+    assert _context_parallel_groups(config(ulysses=2, ulysses_anything=True)) is None
+    assert _context_parallel_groups(config(ring=2, ring_anything=True)) is None
+    assert _context_parallel_groups(SimpleNamespace(context_parallel_config=None)) is None
+
+
+@pytest.mark.gpu
+def test_uneven_shard_variants_fall_through_to_diffusers_on_two_gpus(tmp_path):
+    """(diffusers' ulysses_anything runs on CUDA only.)"""
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2 or not dist.is_nccl_available():
+        pytest.skip("needs 2 GPUs and NCCL")
+    fall_through = dict(head_dim=64, frames=5, size=32, options=dict(threshold=-6.0), ulysses_degree=2,
+                        ulysses_anything=True)
+    spawn(tmp_path, "nccl", dict(ring=1, ulysses=2, fall_through=fall_through))
 
 
 @pytest.mark.gpu

@@ -12,6 +12,8 @@ pytest.importorskip("diffusers")
 
 from unittest import mock  # noqa: E402
 
+from diffusers.models.attention_dispatch import dispatch_attention_fn  # noqa: E402
+
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
 from lite_attention.integrations.diffusers._routing import _kept_prefixes  # noqa: E402
@@ -234,6 +236,73 @@ def test_kept_prefixes_reads_only_padding_masks():
         inference = (keys < 4).view(1, 1, 1, 10)
         assert _kept_prefixes(inference, 1, 10, 10) == (10, 4)
         assert _kept_prefixes(inference, 1, 10, 10) == (10, 4)
+
+
+def test_a_key_padding_mask_read_once_serves_other_query_lengths():
+    """The answer kept for a mask object holds the keys it keeps; the query rows come from each
+    call (a key-padding mask reused by calls with other query lengths)."""
+    mask = (torch.arange(10) < 6).view(1, 1, 1, 10)
+    assert _kept_prefixes(mask, 1, 16, 10) == (16, 6)
+    assert _kept_prefixes(mask, 1, 48, 10) == (48, 6)
+
+
+def test_padding_rows_come_out_as_torch_gives_them():
+    """attend(kept=(n_q, n_k)) over every row against torch's scaled_dot_product_attention with
+    the per-row padding mask: rows past n_q attend to no key and are zeros."""
+    processor = la_diffusers.LiteAttentionProcessor(_GlobalDispatch(), enable_skipping=False)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 40, 2, 16, generator=g) for _ in range(3))
+    kept = torch.arange(40) < 29
+    mask = (kept[:, None] & kept[None, :]).view(1, 1, 40, 40)
+    want = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v)), attn_mask=mask)
+    got = processor.attend(q, k, v, kept=(29, 29))
+    torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
+    assert not got[:, 29:].any()
+
+
+class _StubProcessor:
+    """A processor whose __call__ makes one attention call through diffusers' dispatch_attention_fn,
+    twice when asked."""
+
+    def __call__(self, attn, hidden_states, twice=False):
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        x = hidden_states.unflatten(2, (2, -1))
+        out = dispatch_attention_fn(x, x, x)
+        if twice:
+            out = dispatch_attention_fn(x, out, out)
+        return out.flatten(2)
+
+
+class _GlobalDispatch(_StubProcessor):
+    def __call__(self, attn, hidden_states, twice=False):
+        x = hidden_states.unflatten(2, (2, -1))
+        out = dispatch_attention_fn(x, x, x)
+        if twice:
+            out = dispatch_attention_fn(x, out, out)
+        return out.flatten(2)
+
+
+class _NoAttention:
+    def __call__(self, attn, hidden_states):
+        return torch.nn.functional.gelu(hidden_states)
+
+
+def test_a_processor_is_wrapped_only_when_its_call_makes_the_attention_call():
+    with pytest.raises(TypeError, match="_NoAttention.__call__ calls neither"):
+        la_diffusers.LiteAttentionProcessor(_NoAttention())
+    with pytest.raises(TypeError, match="_StubProcessor.__call__ calls neither"):  # (imported inside: not a global)
+        la_diffusers.LiteAttentionProcessor(_StubProcessor())
+    with pytest.raises(TypeError, match="is a torch.nn.Module"):
+        la_diffusers.LiteAttentionProcessor(torch.nn.Linear(2, 2))
+    processor = la_diffusers.LiteAttentionProcessor(_GlobalDispatch(), enable_skipping=False)
+    x = torch.randn(1, 24, 32)
+    torch.testing.assert_close(processor(None, x), _GlobalDispatch()(None, x), atol=1e-5, rtol=1e-5)
+    processor(None, x)
+    assert processor.lite_attention.step == 1  # both calls ran on the LiteAttention
+    with pytest.raises(RuntimeError, match="made a second attention call in one pass"):
+        processor(None, x, twice=True)
+    processor(None, x)  # the failed pass left nothing behind
 
 
 def test_hunyuan_video_under_inference_mode():

@@ -3,6 +3,7 @@ attention call on the module's LiteAttention (text tokens of joint attention kep
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
@@ -28,23 +29,31 @@ class LiteAttentionProcessor:
     def __new__(cls, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
         if not callable(inner):
             raise TypeError(f"inner: expected a diffusers attention processor, got {type(inner).__name__}")
+        if _is_module(inner):
+            raise TypeError(f"inner: {type(inner).__name__} is a torch.nn.Module (a processor with weights, such as an "
+                            "IP-Adapter's); wrapping it would take its weights out of the model")
         return object.__new__(_wrapper_class(type(inner)) if cls is LiteAttentionProcessor else cls)
 
     def __init__(self, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
         self.inner = inner
         self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
-        self._call = routed_call(inner, self)
         self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
-    # processor and the LiteAttention (copied with its own states): the routed call closes over
-    # this instance.
+    # processor and the LiteAttention (copied with its own states).
     def __reduce__(self):
         return LiteAttentionProcessor, (self.inner, self.lite_attention)
 
-    def _run(self, attn, hidden_states, *args, **kwargs):
+    def _run(self, routed_call, attn, hidden_states, *args, **kwargs):
+        """The inner processor's routed __call__, with this processor as the one its attention
+        call goes to."""
         self._call_text = self._text(args, kwargs)
-        return self._call(self.inner, attn, hidden_states, *args, **kwargs)
+        outer = (CURRENT.processor, CURRENT.calls)
+        CURRENT.processor, CURRENT.calls = self, 0
+        try:
+            return routed_call(self.inner, attn, hidden_states, *args, **kwargs)
+        finally:
+            CURRENT.processor, CURRENT.calls = outer
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) for a processor of joint attention."""
@@ -96,7 +105,7 @@ class LiteAttentionProcessor:
         self.inner._parallel_config = value
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("inner", "lite_attention", "_call", "_call_text"):
+        if name.startswith("__") or name in ("inner", "lite_attention", "_call_text"):
             raise AttributeError(name)  # (protocols such as __deepcopy__ are this class's)
         return getattr(self.inner, name)
 
@@ -105,17 +114,25 @@ _WRAPPERS: dict = {}
 
 
 def _wrapper_class(inner_class: type) -> type:
-    """The LiteAttentionProcessor subclass for processors of inner_class (made once)."""
+    """The LiteAttentionProcessor subclass for processors of inner_class (made once): its __call__
+    declares inner_class.__call__'s parameters and runs that __call__'s routed copy."""
     wrapper = _WRAPPERS.get(inner_class)
     if wrapper is None:
+        routed = routed_call(inner_class)
+
         def __call__(self, attn, hidden_states, *args, **kwargs):
-            return self._run(attn, hidden_states, *args, **kwargs)
+            return self._run(routed, attn, hidden_states, *args, **kwargs)
 
         __call__.__signature__ = inspect.signature(inner_class.__call__)
         wrapper = type(f"LiteAttentionProcessor_{inner_class.__name__}", (LiteAttentionProcessor,),
                        {"__call__": __call__, "__module__": __name__})
         _WRAPPERS[inner_class] = wrapper
     return wrapper
+
+
+def _is_module(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.nn.Module)
 
 
 def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int, n_k: int) -> Tuple[Optional[list], Optional[list]]:

@@ -1,9 +1,13 @@
-"""How a wrapped processor's attention call reaches its LiteAttention: the processor runs a copy
-of its inner processor's __call__ whose module globals name this processor's router for diffusers'
-dispatch_attention_fn, or for torch.nn.functional (F) with a routed scaled_dot_product_attention.
-Nothing module-wide is changed, and torch.compile traces the route like any Python code."""
+"""How a wrapped processor's attention call reaches its LiteAttention. For each wrapped processor
+class there is one routed copy of its __call__, whose globals (a module registered under its own
+name, so that torch.compile resolves them as it runs them) name a router for diffusers'
+dispatch_attention_fn, or a torch.nn.functional (F) whose scaled_dot_product_attention is routed.
+The installed processor sets itself as CURRENT.processor around the call, and the router hands
+the call to that processor. Nothing in diffusers' or torch's modules changes."""
 from __future__ import annotations
 
+import dis
+import sys
 import types
 import weakref
 from typing import Callable, Optional, Tuple
@@ -12,11 +16,14 @@ from .._collectives import gather_sequence, heads_to_sequence, sequence_to_heads
 
 
 class _Current:
-    """The branch that calls run on now (set by branch() and by the trajectory hooks; None: the
-    LiteAttention's default). A plain attribute, not a context variable, so that torch.compile
-    reads it (as a guarded constant); it is therefore process-wide, not per thread."""
+    """What runs now: the branch that calls run on (set by branch() and by the trajectory hooks;
+    None: the LiteAttention's default) and the installed processor whose call is running, with
+    the attention calls it has made. Plain attributes, not context variables, so that
+    torch.compile traces them; they are therefore process-wide, not per thread."""
 
     branch = None
+    processor = None
+    calls = 0
 
 
 CURRENT = _Current()
@@ -49,7 +56,7 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     version = None if mask.is_inference() else mask._version
     seen, seen_version, kept = _last_mask
     if seen() is mask and seen_version == version:
-        return kept
+        return _with_rows(kept, len_q)
     m = mask.reshape(mask.shape[0], rows, len_k)
     row_counts = m.sum(dim=2)
     kept_rows, kept_columns = row_counts > 0, m.any(dim=1)
@@ -61,18 +68,30 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     # Rows and columns kept form prefixes, and every kept row keeps every kept column.
     exact = is_prefix(kept_rows, n_q) & is_prefix(kept_columns, n_k) & (row_counts.sum(dim=1) == n_q * n_k)
     queries, keys, exact = torch.stack([n_q, n_k, exact.to(n_q.dtype)]).tolist()
-    kept = None
+    kept = None  # (query rows kept, or None for every row of a key-padding mask; keys kept)
     if all(exact) and len(set(queries)) == 1 and len(set(keys)) == 1 and queries[0] > 0 and keys[0] > 0:
-        kept = (len_q if rows == 1 else queries[0], keys[0])
+        kept = (None if rows == 1 else queries[0], keys[0])
     _last_mask = (weakref.ref(mask), version, kept)
-    return kept
+    return _with_rows(kept, len_q)
 
 
-def _route(processor, query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool,
-           parallel_config=None):
-    """The output of the processor's LiteAttention for (B, L, H, D) tensors, or None when the call
-    is not one it takes (causal, dropout, a mask other than padding, arguments LiteAttention does
-    not have, context parallelism over joint attention or uneven shards)."""
+def _with_rows(kept, len_q: int) -> Optional[Tuple[int, int]]:
+    """(n_q, n_k) from what a mask keeps, for a call with len_q query rows."""
+    return None if kept is None else (len_q if kept[0] is None else kept[0], kept[1])
+
+
+def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_arguments: bool, parallel_config=None):
+    """The output of the running processor's LiteAttention for (B, L, H, D) tensors, or None when
+    the call is not one it takes (causal, dropout, a mask other than padding, arguments
+    LiteAttention does not have, context parallelism over joint attention or uneven shards)."""
+    processor = CURRENT.processor
+    if processor is None:  # (the routed __call__ run outside its processor)
+        return None
+    if CURRENT.calls:
+        raise RuntimeError(f"processor: {type(processor.inner).__name__} made a second attention call in one pass "
+                           "(e.g. Wan's image context); a LiteAttention keeps one state per module and branch, so "
+                           "install(select=...) must pick modules whose processor makes one (self-attention)")
+    CURRENT.calls = 1
     if is_causal or dropout_p or other_arguments:
         return None
     text = processor._call_text
@@ -122,11 +141,11 @@ def _context_parallel_attend(processor, query, key, value, scale, ulysses, ring)
     return heads_to_sequence(out, ulysses_ranks, ulysses_group) if ulysses_ranks > 1 else out
 
 
-def _routed_dispatch(original: Callable, processor) -> Callable:
-    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed to processor."""
+def _routed_dispatch(original: Callable) -> Callable:
+    """diffusers' dispatch_attention_fn ((B, L, H, D) tensors), routed."""
     def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                               enable_gqa=False, attention_kwargs=None, **kwargs):
-        out = _route(processor, query, key, value, attn_mask, dropout_p, is_causal, scale, bool(attention_kwargs),
+        out = _route(query, key, value, attn_mask, dropout_p, is_causal, scale, bool(attention_kwargs),
                      kwargs.get("parallel_config"))
         if out is None:
             out = original(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
@@ -136,15 +155,15 @@ def _routed_dispatch(original: Callable, processor) -> Callable:
     return dispatch_attention_fn
 
 
-def _routed_functional(functional, processor):
+def _routed_functional(functional, name: str):
     """torch.nn.functional for a processor that calls F.scaled_dot_product_attention ((B, H, L, D)
     tensors) directly (CogVideoX's): a module with every name torch's own, and that one routed."""
     def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                      enable_gqa=False):
         out = None
-        if query.dim() == 4:
-            out = _route(processor, query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask,
-                         dropout_p, is_causal, scale, bool(enable_gqa))
+        if query.dim() == 4:  # (LiteAttention takes grouped key/value heads as they are: enable_gqa)
+            out = _route(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask, dropout_p,
+                         is_causal, scale, False)
         if out is None:
             extra = {"enable_gqa": True} if enable_gqa else {}  # (an argument only torch >= 2.5 has)
             return functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
@@ -152,26 +171,49 @@ def _routed_functional(functional, processor):
                                                            **extra)
         return out.transpose(1, 2)
 
-    routed = types.ModuleType(functional.__name__, functional.__doc__)
-    routed.__dict__.update({k: v for k, v in vars(functional).items() if k not in ("__name__", "__doc__")})
+    routed = _module(name, vars(functional))
     routed.scaled_dot_product_attention = scaled_dot_product_attention
     return routed
 
 
-def routed_call(inner, processor) -> Callable:
-    """The inner processor's __call__ (a plain function: self first) with its attention call,
-    through diffusers' dispatch_attention_fn or torch's F.scaled_dot_product_attention, routed to
-    processor."""
-    call = type(inner).__call__
-    names = getattr(getattr(call, "__code__", None), "co_names", ())
-    scope = dict(getattr(call, "__globals__", {}))
-    if "dispatch_attention_fn" in names and "dispatch_attention_fn" in scope:
-        scope["dispatch_attention_fn"] = _routed_dispatch(scope["dispatch_attention_fn"], processor)
-    elif "F" in names and hasattr(scope.get("F"), "scaled_dot_product_attention"):
-        scope["F"] = _routed_functional(scope["F"], processor)
+def _module(name: str, namespace: dict) -> types.ModuleType:
+    """A module named name holding namespace's names, registered in sys.modules."""
+    module = types.ModuleType(name)
+    module.__dict__.update({k: v for k, v in namespace.items() if k not in ("__name__", "__spec__", "__loader__")})
+    module.__name__ = name
+    sys.modules[name] = module
+    return module
+
+
+def _loads(code, name: str, attribute: Optional[str] = None) -> int:
+    """How many times code loads the global name (followed by .attribute when given)."""
+    count, previous = 0, None
+    for instruction in dis.get_instructions(code):
+        if attribute is None and instruction.opname == "LOAD_GLOBAL" and instruction.argval == name:
+            count += 1
+        if (attribute is not None and previous is not None and previous.opname == "LOAD_GLOBAL"
+                and previous.argval == name and instruction.argval == attribute):
+            count += 1
+        previous = instruction
+    return count
+
+
+def routed_call(inner_class: type) -> Callable:
+    """inner_class.__call__ (a plain function: self first) with its attention call, through
+    diffusers' dispatch_attention_fn or torch's F.scaled_dot_product_attention, routed to
+    CURRENT.processor."""
+    call = inner_class.__call__
+    code, scope = getattr(call, "__code__", None), getattr(call, "__globals__", {})
+    name = f"{__name__}.routed.{inner_class.__module__}.{inner_class.__qualname__}"
+    if code is not None and _loads(code, "dispatch_attention_fn") and callable(scope.get("dispatch_attention_fn")):
+        module = _module(name, scope)
+        module.dispatch_attention_fn = _routed_dispatch(scope["dispatch_attention_fn"])
+    elif code is not None and _loads(code, "F", "scaled_dot_product_attention") and hasattr(scope.get("F"), "scaled_dot_product_attention"):
+        module = _module(name, scope)
+        module.F = _routed_functional(scope["F"], name + ".F")
     else:
-        raise TypeError(f"inner: {type(inner).__name__}.__call__ calls neither diffusers' dispatch_attention_fn nor "
+        raise TypeError(f"inner: {inner_class.__name__}.__call__ calls neither diffusers' dispatch_attention_fn nor "
                         "torch's F.scaled_dot_product_attention itself; this processor cannot be wrapped")
-    routed = types.FunctionType(call.__code__, scope, call.__name__, call.__defaults__, call.__closure__)
+    routed = types.FunctionType(code, module.__dict__, call.__name__, call.__defaults__, call.__closure__)
     routed.__kwdefaults__ = call.__kwdefaults__
     return routed
