@@ -73,7 +73,7 @@ def check_rank(rank, device, dtype, head_dim, frames, size, options, ring, ulyss
             rows = slice(ring_rank * query_tiles, (ring_rank + 1) * query_tiles)
             assert mask.shape == (1, HEADS // ulysses, query_tiles, ref_mask.shape[3])
             if exact:
-                assert (mask == ref_mask[:, heads, rows]).all(), f"rank {rank} layer {layer} branch {branch}: masks differ"
+                assert (mask == ref_mask[:, heads, rows]).all(), f"rank {rank} layer {layer} branch {branch}: masks"
     if exact:
         assert max(a.stats_for(0).sparsity for a in whole_attns) > 0  # the masks mattered
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -44,14 +44,14 @@ class LiteAttentionProcessor:
     def __reduce__(self):
         return LiteAttentionProcessor, (self.inner, self.lite_attention)
 
-    def _run(self, routed_call, attn, hidden_states, *args, **kwargs):
+    def _run(self, call, attn, hidden_states, *args, **kwargs):
         """The inner processor's routed __call__, with this processor as the one its attention
         call goes to."""
         self._call_text = self._text(args, kwargs)
         outer = (CURRENT.processor, CURRENT.calls)
         CURRENT.processor, CURRENT.calls = self, 0
         try:
-            return routed_call(self.inner, attn, hidden_states, *args, **kwargs)
+            return call(self.inner, attn, hidden_states, *args, **kwargs)
         finally:
             CURRENT.processor, CURRENT.calls = outer
 
@@ -135,7 +135,8 @@ def _is_module(x) -> bool:
     return torch is not None and isinstance(x, torch.nn.Module)
 
 
-def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int, n_k: int) -> Tuple[Optional[list], Optional[list]]:
+def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
+                 n_k: int) -> Tuple[Optional[list], Optional[list]]:
     """(dense query ranges, must-do key ranges) for a sequence of len_q positions with
     text = (placement, n) tokens of text first or last, cut to the n_q query rows and n_k keys
     that attend (the text's padding at the end cut off)."""

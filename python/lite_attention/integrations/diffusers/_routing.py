@@ -185,17 +185,17 @@ def _module(name: str, namespace: dict) -> types.ModuleType:
     return module
 
 
-def _loads(code, name: str, attribute: Optional[str] = None) -> int:
-    """How many times code loads the global name (followed by .attribute when given)."""
-    count, previous = 0, None
+def _loads(code, name: str, attribute: Optional[str] = None) -> bool:
+    """Whether code loads the global name (followed by .attribute when given)."""
+    previous = None
     for instruction in dis.get_instructions(code):
         if attribute is None and instruction.opname == "LOAD_GLOBAL" and instruction.argval == name:
-            count += 1
+            return True
         if (attribute is not None and previous is not None and previous.opname == "LOAD_GLOBAL"
                 and previous.argval == name and instruction.argval == attribute):
-            count += 1
+            return True
         previous = instruction
-    return count
+    return False
 
 
 def routed_call(inner_class: type) -> Callable:
@@ -205,12 +205,14 @@ def routed_call(inner_class: type) -> Callable:
     call = inner_class.__call__
     code, scope = getattr(call, "__code__", None), getattr(call, "__globals__", {})
     name = f"{__name__}.routed.{inner_class.__module__}.{inner_class.__qualname__}"
-    if code is not None and _loads(code, "dispatch_attention_fn") and callable(scope.get("dispatch_attention_fn")):
+    dispatch, functional = scope.get("dispatch_attention_fn"), scope.get("F")
+    if code is not None and _loads(code, "dispatch_attention_fn") and callable(dispatch):
         module = _module(name, scope)
-        module.dispatch_attention_fn = _routed_dispatch(scope["dispatch_attention_fn"])
-    elif code is not None and _loads(code, "F", "scaled_dot_product_attention") and hasattr(scope.get("F"), "scaled_dot_product_attention"):
+        module.dispatch_attention_fn = _routed_dispatch(dispatch)
+    elif (code is not None and _loads(code, "F", "scaled_dot_product_attention")
+          and hasattr(functional, "scaled_dot_product_attention")):
         module = _module(name, scope)
-        module.F = _routed_functional(scope["F"], name + ".F")
+        module.F = _routed_functional(functional, name + ".F")
     else:
         raise TypeError(f"inner: {inner_class.__name__}.__call__ calls neither diffusers' dispatch_attention_fn nor "
                         "torch's F.scaled_dot_product_attention itself; this processor cannot be wrapped")
