@@ -160,6 +160,36 @@ def test_whole_model_compile_keeps_each_layer_on_its_own_lite_attention():
     torch._dynamo.reset()
 
 
+def test_recorded_inputs_are_the_layers_and_calibrate_a_schedule():
+    """record() keeps one layer's (q, k, v) per step on one branch: attention over them gives what
+    the layer's output projection received (captured by a hook on diffusers' module), and the list
+    calibrates a schedule."""
+    model = tiny_wan()
+    la_diffusers.install(model, enable_skipping=False)
+    projected = []  # the attention output of layer 1 on every pass, as its output projection sees it
+    hook = model.blocks[1].attn1.to_out[0].register_forward_pre_hook(lambda m, args: projected.append(args[0]))
+    with la_diffusers.record(model, layer=1, branch=1) as trajectory, \
+            la_diffusers.record(model, layer=0, branch=0, heads=slice(0, 1)) as first_head:
+        cfg_steps(model, *inputs(), explicit=False)
+    hook.remove()
+    assert len(trajectory) == 4 and len(first_head) == 4 and len(projected) == 8
+    for step, (q, k, v) in enumerate(trajectory):
+        assert q.shape == k.shape == v.shape == (1, 192, 2, 32)
+        out = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v))).transpose(1, 2)
+        # The unconditional pass is the second of each step.
+        torch.testing.assert_close(out.flatten(2), projected[2 * step + 1], atol=1e-5, rtol=1e-5)
+    assert all(q.shape == (1, 192, 1, 32) for q, _, _ in first_head)
+    assert not torch.equal(first_head[0][0], trajectory[0][0][:, :, :1])  # another layer and branch
+    result = la.calibrate(trajectory, budget=0.05, cpu_tile=(16, 16))
+    assert len(result.schedule.thresholds) == 4 and result.within_budget
+    with pytest.raises(ValueError, match=r"layer: expected an index in \[0, 1\], got 2"):
+        with la_diffusers.record(model, layer=2):
+            pass
+    with pytest.raises(ValueError, match="model: no LiteAttention installed"):
+        with la_diffusers.record(tiny_wan()):
+            pass
+
+
 @pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
 def test_a_copied_model_has_its_own_processors_states_and_hooks(how):
     """copy.deepcopy or torch.save/torch.load of an installed model: the copy's processors wrap

@@ -44,7 +44,7 @@ from ._processor import _TEXT_PLACEMENT, LiteAttentionProcessor
 from ._routing import CURRENT
 from ._trajectory import _Trajectory
 
-__all__ = ["LiteAttentionProcessor", "branch", "install", "uninstall"]
+__all__ = ["LiteAttentionProcessor", "branch", "install", "record", "uninstall"]
 
 
 @contextlib.contextmanager
@@ -57,6 +57,39 @@ def branch(name: Optional[Hashable]):
         yield
     finally:
         CURRENT.branch = previous
+
+
+@contextlib.contextmanager
+def record(model, layer: int = 0, branch: Optional[Hashable] = 0, heads: Optional[slice] = None,
+           device="cpu"):
+    """Records the inputs of one installed layer: inside the context, every call of the layer's
+    LiteAttention on `branch` appends its (q, k, v), (B, L, H, D) as the LiteAttention received
+    them, copied to `device`; one entry per denoising step when the pipeline runs one pass per
+    branch and step. The list is a trajectory for lite_attention.calibrate().
+
+    layer: the index among the model's installed LiteAttention instances (install's order).
+    branch: 0 for the conditional pass under auto_branches, or the name given to branch().
+    heads: a slice of the heads to keep (the same for q, k and v), to bound the memory."""
+    processors = [m.processor for _, m in model.named_modules()
+                  if isinstance(getattr(m, "processor", None), LiteAttentionProcessor)]
+    if not processors:
+        raise ValueError("model: no LiteAttention installed (call install first)")
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(processors):
+        raise ValueError(f"layer: expected an index in [0, {len(processors) - 1}], got {layer!r}")
+    processor = processors[layer]
+    if processor._recorder is not None:
+        raise RuntimeError(f"layer: layer {layer} is being recorded already")
+    trajectory: list = []
+
+    def keep(q, k, v, running_branch):
+        if running_branch == branch:
+            trajectory.append(tuple((x if heads is None else x[:, :, heads]).to(device, copy=True) for x in (q, k, v)))
+
+    processor._recorder = keep
+    try:
+        yield trajectory
+    finally:
+        processor._recorder = None
 
 
 def _self_attention(name: str, module) -> bool:

@@ -38,6 +38,7 @@ class LiteAttentionProcessor:
         self.inner = inner
         self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
         self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
+        self._recorder = None  # record(): called with each call's (q, k, v) and branch
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
     # processor and the LiteAttention (copied with its own states).
@@ -77,8 +78,11 @@ class LiteAttentionProcessor:
             import torch
 
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
-        out = self.lite_attention(query[:, :n_q], key[:, :n_k], value[:, :n_k], scale=scale, branch=CURRENT.branch,
-                                  must_do_list=must_do, dense_queries=dense_queries)
+        query, key, value = query[:, :n_q], key[:, :n_k], value[:, :n_k]
+        if self._recorder is not None:
+            self._recorder(query, key, value, CURRENT.branch)
+        out = self.lite_attention(query, key, value, scale=scale, branch=CURRENT.branch, must_do_list=must_do,
+                                  dense_queries=dense_queries)
         if n_q < len_q:
             import torch
 
@@ -105,7 +109,7 @@ class LiteAttentionProcessor:
         self.inner._parallel_config = value
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("inner", "lite_attention", "_call_text"):
+        if name.startswith("__") or name in ("inner", "lite_attention", "_call_text", "_recorder"):
             raise AttributeError(name)  # (protocols such as __deepcopy__ are this class's)
         return getattr(self.inner, name)
 
