@@ -190,6 +190,47 @@ def test_recorded_inputs_are_the_layers_and_calibrate_a_schedule():
             pass
 
 
+def test_a_model_call_in_another_thread_at_the_same_time_is_refused():
+    """The running processor is process-wide (torch.compile reads it), so a second thread that
+    calls an installed model while another one's call runs gets an error, not the other's states."""
+    import threading
+
+    model, other = tiny_wan(), tiny_wan()
+    la_diffusers.install(model, auto_branches=False)
+    la_diffusers.install(other, auto_branches=False)
+    latents, text = inputs()
+    t = torch.tensor([500])
+    processor = model.blocks[0].attn1.processor
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    def hold(*_):  # (the recording hook runs inside the processor's call)
+        inside.set()
+        release.wait(60)
+
+    def run():
+        try:
+            with torch.no_grad():
+                model(latents, t, text)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    processor._recorder = hold
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(RuntimeError, match="another thread is running an installed processor"):
+            with torch.no_grad():
+                other(latents, t, text)
+    finally:
+        release.set()
+        worker.join(60)
+        processor._recorder = None
+    assert not errors
+    with torch.no_grad():
+        other(latents, t, text)  # one at a time is fine
+
+
 @pytest.mark.parametrize("how", ["deepcopy", "torch.save"])
 def test_a_copied_model_has_its_own_processors_states_and_hooks(how):
     """copy.deepcopy or torch.save/torch.load of an installed model: the copy's processors wrap

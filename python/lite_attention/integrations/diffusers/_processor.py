@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
@@ -49,12 +50,20 @@ class LiteAttentionProcessor:
         """The inner processor's routed __call__, with this processor as the one its attention
         call goes to."""
         self._call_text = self._text(args, kwargs)
-        outer = (CURRENT.processor, CURRENT.calls)
-        CURRENT.processor, CURRENT.calls = self, 0
+        thread = None
+        if not _compiling():
+            # CURRENT is process-wide (torch.compile must read it): a pipeline running in another
+            # thread would send this one's calls to its own processors. Refuse rather than mix.
+            thread = threading.get_ident()
+            if CURRENT.processor is not None and CURRENT.thread not in (None, thread):
+                raise RuntimeError("LiteAttention's diffusers integration runs one model call at a time per "
+                                   "process; another thread is running an installed processor")
+        outer = (CURRENT.processor, CURRENT.calls, CURRENT.thread)
+        CURRENT.processor, CURRENT.calls, CURRENT.thread = self, 0, thread
         try:
             return call(self.inner, attn, hidden_states, *args, **kwargs)
         finally:
-            CURRENT.processor, CURRENT.calls = outer
+            CURRENT.processor, CURRENT.calls, CURRENT.thread = outer
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) for a processor of joint attention."""
@@ -150,6 +159,13 @@ def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
     start, stop = (0, n) if placement == "first" else (max(len_q - n, 0), len_q)
     queries, keys = (start, min(stop, n_q)), (start, min(stop, n_k))
     return ([queries] if queries[1] > start else None), ([keys] if keys[1] > start else None)
+
+
+try:  # (diffusers needs torch; a missing torch.compiler means no torch.compile either)
+    from torch.compiler import is_compiling as _compiling
+except ImportError:  # pragma: no cover
+    def _compiling() -> bool:
+        return False
 
 
 def _gpu_dtypes():

@@ -24,6 +24,7 @@ class _Current:
     branch = None
     processor = None
     calls = 0
+    thread = None  # the thread running processor (eager calls; None under torch.compile)
 
 
 CURRENT = _Current()
