@@ -281,9 +281,41 @@ class _LocalDispatch:
         return local(hidden_states, hidden_states, hidden_states)
 
 
+class _UnknownJoint:
+    """Joint attention of a processor not in the integration's table: text appended to the queries
+    and keys."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None):
+        x = torch.cat([hidden_states, encoder_hidden_states], dim=1).unflatten(2, (2, -1))
+        return dispatch_attention_fn(x, x, x).flatten(2)[:, :hidden_states.shape[1]]
+
+
+class _Cross:
+    """Cross-attention: the video's queries over the text's keys."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None):
+        q, kv = hidden_states.unflatten(2, (2, -1)), encoder_hidden_states.unflatten(2, (2, -1))
+        return dispatch_attention_fn(q, kv, kv).flatten(2)
+
+
 class _NoAttention:
     def __call__(self, attn, hidden_states):
         return torch.nn.functional.gelu(hidden_states)
+
+
+def test_unknown_joint_attention_is_refused_and_cross_attention_runs():
+    """With encoder_hidden_states, a processor outside the table of joint-attention layouts runs
+    when the text stays out of the queries (cross-attention) and is refused when it joins them
+    (its text tiles would be skippable)."""
+    video, text = torch.randn(1, 24, 32), torch.randn(1, 8, 32)
+    joint = la_diffusers.LiteAttentionProcessor(_UnknownJoint(), enable_skipping=False)
+    with pytest.raises(RuntimeError, match="_UnknownJoint puts its 8 text tokens into the attention's sequence"):
+        joint(None, video, encoder_hidden_states=text)
+    cross = la_diffusers.LiteAttentionProcessor(_Cross(), enable_skipping=False)
+    torch.testing.assert_close(cross(None, video, encoder_hidden_states=text),
+                               _Cross()(None, video, encoder_hidden_states=text), atol=1e-5, rtol=1e-5)
+    cross(None, video, encoder_hidden_states=text)
+    assert cross.lite_attention.step == 1  # both calls ran on the LiteAttention
 
 
 def test_a_processor_is_wrapped_only_when_its_call_makes_the_attention_call():

@@ -8,7 +8,7 @@ import threading
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
-from ._routing import CURRENT, routed_call
+from ._routing import CURRENT, UNKNOWN_PLACEMENT, routed_call
 
 # Processors of joint attention, by class name: where they put the text tokens
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
@@ -39,6 +39,7 @@ class LiteAttentionProcessor:
         self.inner = inner
         self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
         self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
+        self._call_tokens: Optional[int] = None  # the running call's hidden_states tokens
         self._recorder = None  # record(): called with each call's (q, k, v) and branch
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
@@ -50,6 +51,7 @@ class LiteAttentionProcessor:
         """The inner processor's routed __call__, with this processor as the one its attention
         call goes to."""
         self._call_text = self._text(args, kwargs)
+        self._call_tokens = int(hidden_states.shape[1]) if hidden_states.dim() == 3 else None
         thread = None
         if not _compiling():
             # CURRENT is process-wide (torch.compile must read it): a pipeline running in another
@@ -66,10 +68,13 @@ class LiteAttentionProcessor:
             CURRENT.processor, CURRENT.calls, CURRENT.thread = outer
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
-        """(where the text sits, its token count) for a processor of joint attention."""
-        placement = _TEXT_PLACEMENT.get(type(self.inner).__name__)
+        """(where the text sits, its token count) when the call has encoder_hidden_states: "first"
+        or "last" for the processors of joint attention in _TEXT_PLACEMENT, else UNKNOWN_PLACEMENT
+        (cross-attention, or joint attention in a layout this module does not know)."""
         text = kwargs.get("encoder_hidden_states", args[0] if args else None)
-        return None if placement is None or text is None else (placement, int(text.shape[1]))
+        if text is None:
+            return None
+        return _TEXT_PLACEMENT.get(type(self.inner).__name__, UNKNOWN_PLACEMENT), int(text.shape[1])
 
     def attend(self, query, key, value, scale=None, kept: Optional[Tuple[int, int]] = None,
                text: Optional[Tuple[str, int]] = None):
@@ -118,11 +123,12 @@ class LiteAttentionProcessor:
         self.inner._parallel_config = value
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ("inner", "lite_attention", "_call_text", "_recorder"):
+        if name.startswith("__") or name in _OWN:
             raise AttributeError(name)  # (protocols such as __deepcopy__ are this class's)
         return getattr(self.inner, name)
 
 
+_OWN = ("inner", "lite_attention", "_call_text", "_call_tokens", "_recorder")  # never the inner's
 _WRAPPERS: dict = {}
 
 

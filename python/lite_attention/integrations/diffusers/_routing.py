@@ -29,6 +29,11 @@ class _Current:
 
 CURRENT = _Current()
 
+# The text placement of a call with encoder_hidden_states whose processor is not one of the known
+# joint-attention processors: cross-attention (the text is the keys) is fine, joint attention in
+# an unknown layout is refused.
+UNKNOWN_PLACEMENT = "unknown"
+
 
 # The last mask read: (a weak reference to it, its version, what it keeps or None). A transformer
 # passes one key-padding mask object to every layer of a forward pass, so such a mask is read (a
@@ -96,6 +101,13 @@ def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_argu
     if is_causal or dropout_p or other_arguments:
         return None
     text = processor._call_text
+    if text is not None and text[0] == UNKNOWN_PLACEMENT and parallel_config is None:
+        tokens = processor._call_tokens
+        if tokens is not None and query.shape[1] > tokens:
+            raise RuntimeError(f"processor: {type(processor.inner).__name__} puts its {text[1]} text tokens into the "
+                               "attention's sequence (joint attention) in a layout LiteAttention does not know, so "
+                               "their tiles could be skipped; leave this module out with install(select=...)")
+        text = None  # cross-attention: the text tokens are the keys, every one attended as usual
     if parallel_config is not None:
         groups = _context_parallel_groups(parallel_config)
         # Under diffusers' context parallelism the rank holds a sequence shard: the text's
