@@ -190,14 +190,16 @@ def test_recorded_inputs_are_the_layers_and_calibrate_a_schedule():
             pass
 
 
-def test_a_model_call_in_another_thread_at_the_same_time_is_refused():
-    """The running processor is process-wide (torch.compile reads it), so a second thread that
-    calls an installed model while another one's call runs gets an error, not the other's states."""
+@pytest.mark.parametrize("auto_branches", [True, False])
+def test_another_thread_is_refused_while_a_pass_runs(auto_branches):
+    """The branch and the running processor are process-wide (torch.compile reads them), so while
+    one thread's pass runs, another thread's model call or branch() gets an error, not the first
+    one's branch and states."""
     import threading
 
     model, other = tiny_wan(), tiny_wan()
-    la_diffusers.install(model, auto_branches=False)
-    la_diffusers.install(other, auto_branches=False)
+    la_diffusers.install(model, auto_branches=auto_branches)
+    la_diffusers.install(other, auto_branches=auto_branches)
     latents, text = inputs()
     t = torch.tensor([500])
     processor = model.blocks[0].attn1.processor
@@ -214,20 +216,24 @@ def test_a_model_call_in_another_thread_at_the_same_time_is_refused():
         except Exception as e:  # noqa: BLE001 (reported below)
             errors.append(e)
 
-    processor._recorder = hold
+    processor._recorders.append(hold)
     worker = threading.Thread(target=run)
     worker.start()
     try:
         assert inside.wait(60)
-        with pytest.raises(RuntimeError, match="another thread is running an installed processor"):
+        refused = "runs one pipeline at a time per process; another thread is inside"
+        with pytest.raises(RuntimeError, match=refused):
             with torch.no_grad():
                 other(latents, t, text)
+        with pytest.raises(RuntimeError, match=refused):
+            with la_diffusers.branch("cond"):
+                pass
     finally:
         release.set()
         worker.join(60)
-        processor._recorder = None
+        processor._recorders.remove(hold)
     assert not errors
-    with torch.no_grad():
+    with torch.no_grad(), la_diffusers.branch("cond"):
         other(latents, t, text)  # one at a time is fine
 
 

@@ -298,6 +298,34 @@ class _Cross:
         return dispatch_attention_fn(q, kv, kv).flatten(2)
 
 
+class _GroupedHeads:
+    """Self-attention with 4 query heads over 2 key/value heads."""
+
+    def __call__(self, attn, hidden_states):
+        q = hidden_states.unflatten(2, (4, -1))
+        kv = q[:, :, ::2] * 0.5
+        return dispatch_attention_fn(q, kv, kv, enable_gqa=True).flatten(2)
+
+
+class _Holder(torch.nn.Module):
+    """An attention module as install and record see one: a processor and set_processor."""
+
+    def __init__(self, processor):
+        super().__init__()
+        self.processor = processor
+
+    def set_processor(self, processor):
+        self.processor = processor
+
+
+class _RotaryFirst:
+    """Takes a rotary embedding (a tuple) where other processors take encoder_hidden_states."""
+
+    def __call__(self, attn, hidden_states, rotary_emb=None):
+        x = hidden_states.unflatten(2, (2, -1))
+        return dispatch_attention_fn(x * rotary_emb[0], x, x).flatten(2)
+
+
 class _NoAttention:
     def __call__(self, attn, hidden_states):
         return torch.nn.functional.gelu(hidden_states)
@@ -318,6 +346,27 @@ def test_unknown_joint_attention_is_refused_and_cross_attention_runs():
     assert cross.lite_attention.step == 1  # both calls ran on the LiteAttention
 
 
+def test_record_keeps_whole_head_groups_and_says_when_it_recorded_nothing():
+    holder = _Holder(la_diffusers.LiteAttentionProcessor(_GroupedHeads(), enable_skipping=False))
+    x = torch.randn(1, 24, 64)
+    q = x.unflatten(2, (4, -1))
+    with la_diffusers.branch("cond"):
+        with la_diffusers.record(holder, branch="cond", heads=slice(2, 4)) as trajectory:
+            holder.processor(None, x)
+        assert len(trajectory) == 1
+        got_q, got_k, got_v = trajectory[0]
+        assert torch.equal(got_q, q[:, :, 2:4]) and torch.equal(got_k, q[:, :, 2:3] * 0.5)  # key/value head 1
+        with pytest.raises(ValueError, match="heads: expected bounds that are multiples of the 2 query heads"):
+            with la_diffusers.record(holder, branch="cond", heads=slice(1, 3)):
+                holder.processor(None, x)
+        with pytest.raises(ValueError, match="branch: layer 0 made no call on branch 'uncond'"):
+            with la_diffusers.record(holder, branch="uncond"):
+                holder.processor(None, x)
+    with pytest.raises(ValueError, match="heads: expected a slice of consecutive heads"):
+        with la_diffusers.record(holder, heads=[0, 1]):
+            pass
+
+
 def test_a_processor_is_wrapped_only_when_its_call_makes_the_attention_call():
     with pytest.raises(TypeError, match="_NoAttention.__call__ calls neither"):
         la_diffusers.LiteAttentionProcessor(_NoAttention())
@@ -333,6 +382,9 @@ def test_a_processor_is_wrapped_only_when_its_call_makes_the_attention_call():
     with pytest.raises(RuntimeError, match="made a second attention call in one pass"):
         processor(None, x, twice=True)
     processor(None, x)  # the failed pass left nothing behind
+    # The text is found by the inner signature's parameter name, not by position.
+    rotary = la_diffusers.LiteAttentionProcessor(_RotaryFirst(), enable_skipping=False)
+    torch.testing.assert_close(rotary(None, x, (2.0, None)), _RotaryFirst()(None, x, (2.0, None)), atol=1e-5, rtol=1e-5)
 
 
 def test_hunyuan_video_under_inference_mode():

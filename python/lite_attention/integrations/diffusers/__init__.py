@@ -41,7 +41,7 @@ from typing import Callable, Hashable, List, Optional
 
 from ...attention import LiteAttention
 from ._processor import _TEXT_PLACEMENT, LiteAttentionProcessor
-from ._routing import CURRENT
+from ._routing import CURRENT, claim, release
 from ._trajectory import _Trajectory
 
 __all__ = ["LiteAttentionProcessor", "branch", "install", "record", "uninstall"]
@@ -51,12 +51,14 @@ __all__ = ["LiteAttentionProcessor", "branch", "install", "record", "uninstall"]
 def branch(name: Optional[Hashable]):
     """Calls inside run on this branch's skip states (e.g. 'cond', 'uncond'). Process-wide: one
     pipeline at a time per process (a plain setting that torch.compile can read)."""
+    owner = claim()
     previous = CURRENT.branch
     CURRENT.branch = name
     try:
         yield
     finally:
         CURRENT.branch = previous
+        release(owner)
 
 
 @contextlib.contextmanager
@@ -68,28 +70,44 @@ def record(model, layer: int = 0, branch: Optional[Hashable] = 0, heads: Optiona
     branch and step. The list is a trajectory for lite_attention.calibrate().
 
     layer: the index among the model's installed LiteAttention instances (install's order).
-    branch: 0 for the conditional pass under auto_branches, or the name given to branch().
-    heads: a slice of the heads to keep (the same for q, k and v), to bound the memory."""
+    branch: 0 for the first pass of each step under auto_branches (diffusers' conditional pass),
+        or the name given to branch(); a pipeline that batches both passes (CogVideoX) has them
+        as batch rows of one branch.
+    heads: a slice of the query heads to keep, to bound the memory; with grouped key/value heads
+        its bounds must be multiples of the group size, and the key/value heads of those groups
+        are kept.
+    Raises ValueError at the end when the layer made no call on that branch."""
     processors = [m.processor for _, m in model.named_modules()
                   if isinstance(getattr(m, "processor", None), LiteAttentionProcessor)]
     if not processors:
         raise ValueError("model: no LiteAttention installed (call install first)")
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(processors):
         raise ValueError(f"layer: expected an index in [0, {len(processors) - 1}], got {layer!r}")
-    processor = processors[layer]
-    if processor._recorder is not None:
-        raise RuntimeError(f"layer: layer {layer} is being recorded already")
+    if heads is not None and (not isinstance(heads, slice) or heads.step not in (None, 1)):
+        raise ValueError(f"heads: expected a slice of consecutive heads, got {heads!r}")
     trajectory: list = []
 
     def keep(q, k, v, running_branch):
-        if running_branch == branch:
-            trajectory.append(tuple((x if heads is None else x[:, :, heads]).to(device, copy=True) for x in (q, k, v)))
+        if running_branch != branch:
+            return
+        if heads is not None:
+            start, stop, _ = heads.indices(q.shape[2])
+            group = q.shape[2] // k.shape[2]
+            if start % group or stop % group:
+                raise ValueError(f"heads: expected bounds that are multiples of the {group} query heads per key/value "
+                                 f"head, got {heads!r}")
+            q, k, v = q[:, :, start:stop], k[:, :, start // group:stop // group], v[:, :, start // group:stop // group]
+        trajectory.append(tuple(x.to(device, copy=True) for x in (q, k, v)))
 
-    processor._recorder = keep
+    recorders = processors[layer]._recorders
+    recorders.append(keep)
     try:
         yield trajectory
     finally:
-        processor._recorder = None
+        recorders.remove(keep)
+    if not trajectory:
+        raise ValueError(f"branch: layer {layer} made no call on branch {branch!r} (with auto_branches=False and no "
+                         "branch(), calls run on branch None)")
 
 
 def _self_attention(name: str, module) -> bool:

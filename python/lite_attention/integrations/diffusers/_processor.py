@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import inspect
 import sys
-import threading
 from typing import Optional, Tuple
 
 from ...attention import LiteAttention
-from ._routing import CURRENT, UNKNOWN_PLACEMENT, routed_call
+from ._routing import CURRENT, UNKNOWN_PLACEMENT, claim, compiling, release, routed_call
 
 # Processors of joint attention, by class name: where they put the text tokens
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
@@ -40,7 +39,7 @@ class LiteAttentionProcessor:
         self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
         self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
         self._call_tokens: Optional[int] = None  # the running call's hidden_states tokens
-        self._recorder = None  # record(): called with each call's (q, k, v) and branch
+        self._recorders: list = []  # record(): each called with every call's (q, k, v) and branch
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
     # processor and the LiteAttention (copied with its own states).
@@ -52,27 +51,30 @@ class LiteAttentionProcessor:
         call goes to."""
         self._call_text = self._text(args, kwargs)
         self._call_tokens = int(hidden_states.shape[1]) if hidden_states.dim() == 3 else None
-        thread = None
-        if not _compiling():
-            # CURRENT is process-wide (torch.compile must read it): a pipeline running in another
-            # thread would send this one's calls to its own processors. Refuse rather than mix.
-            thread = threading.get_ident()
-            if CURRENT.processor is not None and CURRENT.thread not in (None, thread):
-                raise RuntimeError("LiteAttention's diffusers integration runs one model call at a time per "
-                                   "process; another thread is running an installed processor")
-        outer = (CURRENT.processor, CURRENT.calls, CURRENT.thread)
-        CURRENT.processor, CURRENT.calls, CURRENT.thread = self, 0, thread
+        compiled = compiling()  # (compiled code cannot take the lock; eager calls are checked)
+        owner = None if compiled else claim()
+        outer = (CURRENT.processor, CURRENT.calls)
+        CURRENT.processor, CURRENT.calls = self, 0
         try:
             return call(self.inner, attn, hidden_states, *args, **kwargs)
         finally:
-            CURRENT.processor, CURRENT.calls, CURRENT.thread = outer
+            CURRENT.processor, CURRENT.calls = outer
+            if not compiled:
+                release(owner)
+
+    # Where encoder_hidden_states sits among the arguments after (attn, hidden_states), by the
+    # inner __call__'s signature (set on each subclass; None: the processor takes none).
+    _text_position: Optional[int] = None
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) when the call has encoder_hidden_states: "first"
         or "last" for the processors of joint attention in _TEXT_PLACEMENT, else UNKNOWN_PLACEMENT
         (cross-attention, or joint attention in a layout this module does not know)."""
-        text = kwargs.get("encoder_hidden_states", args[0] if args else None)
-        if text is None:
+        position = self._text_position
+        text = kwargs.get("encoder_hidden_states")
+        if text is None and position is not None and position < len(args):
+            text = args[position]
+        if not hasattr(text, "shape") or len(text.shape) < 2:
             return None
         return _TEXT_PLACEMENT.get(type(self.inner).__name__, UNKNOWN_PLACEMENT), int(text.shape[1])
 
@@ -93,8 +95,8 @@ class LiteAttentionProcessor:
 
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
         query, key, value = query[:, :n_q], key[:, :n_k], value[:, :n_k]
-        if self._recorder is not None:
-            self._recorder(query, key, value, CURRENT.branch)
+        for recorder in self._recorders:
+            recorder(query, key, value, CURRENT.branch)
         out = self.lite_attention(query, key, value, scale=scale, branch=CURRENT.branch, must_do_list=must_do,
                                   dense_queries=dense_queries)
         if n_q < len_q:
@@ -128,7 +130,7 @@ class LiteAttentionProcessor:
         return getattr(self.inner, name)
 
 
-_OWN = ("inner", "lite_attention", "_call_text", "_call_tokens", "_recorder")  # never the inner's
+_OWN = ("inner", "lite_attention", "_call_text", "_call_tokens", "_recorders")  # never the inner's
 _WRAPPERS: dict = {}
 
 
@@ -142,9 +144,13 @@ def _wrapper_class(inner_class: type) -> type:
         def __call__(self, attn, hidden_states, *args, **kwargs):
             return self._run(routed, attn, hidden_states, *args, **kwargs)
 
-        __call__.__signature__ = inspect.signature(inner_class.__call__)
+        signature = inspect.signature(inner_class.__call__)
+        __call__.__signature__ = signature
+        positional = [p.name for p in signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][3:]  # after self, attn, hidden_states
+        text_position = positional.index("encoder_hidden_states") if "encoder_hidden_states" in positional else None
         wrapper = type(f"LiteAttentionProcessor_{inner_class.__name__}", (LiteAttentionProcessor,),
-                       {"__call__": __call__, "__module__": __name__})
+                       {"__call__": __call__, "__module__": __name__, "_text_position": text_position})
         _WRAPPERS[inner_class] = wrapper
     return wrapper
 
@@ -165,13 +171,6 @@ def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
     start, stop = (0, n) if placement == "first" else (max(len_q - n, 0), len_q)
     queries, keys = (start, min(stop, n_q)), (start, min(stop, n_k))
     return ([queries] if queries[1] > start else None), ([keys] if keys[1] > start else None)
-
-
-try:  # (diffusers needs torch; a missing torch.compiler means no torch.compile either)
-    from torch.compiler import is_compiling as _compiling
-except ImportError:  # pragma: no cover
-    def _compiling() -> bool:
-        return False
 
 
 def _gpu_dtypes():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dis
 import sys
+import threading
 import types
 import weakref
 from typing import Callable, Optional, Tuple
@@ -24,10 +25,40 @@ class _Current:
     branch = None
     processor = None
     calls = 0
-    thread = None  # the thread running processor (eager calls; None under torch.compile)
+    owner = None  # the thread inside an installed model or a branch() context (eager), else None
+
+
 
 
 CURRENT = _Current()
+
+try:  # (diffusers needs torch; a missing torch.compiler means no torch.compile either)
+    from torch.compiler import is_compiling as compiling
+except ImportError:  # pragma: no cover
+    def compiling() -> bool:
+        return False
+
+_OWNER_LOCK = threading.Lock()
+
+
+def claim() -> Optional[int]:
+    """Makes this thread CURRENT's owner (eager code: a model call with installed processors, its
+    trajectory hook, a branch() context) and returns the owner before it, for release(). CURRENT
+    is process-wide, so that torch.compile reads it: a thread that claims it while another one
+    owns it would run on the other's branch and processors, and is refused instead."""
+    me = threading.get_ident()
+    with _OWNER_LOCK:
+        owner = CURRENT.owner
+        if owner not in (None, me):
+            raise RuntimeError("LiteAttention's diffusers integration runs one pipeline at a time per process; "
+                               "another thread is inside an installed model or a branch() context")
+        CURRENT.owner = me
+    return owner
+
+
+def release(previous: Optional[int]) -> None:
+    CURRENT.owner = previous
+
 
 # The text placement of a call with encoder_hidden_states whose processor is not one of the known
 # joint-attention processors: cross-attention (the text is the keys) is fine, joint attention in

@@ -6,7 +6,10 @@ import inspect
 from typing import Optional
 
 from ...attention import reset_skip_states
-from ._routing import CURRENT
+from ._routing import CURRENT, claim, compiling, release
+
+
+_UNCLAIMED = object()  # a pass that did not claim CURRENT (compiled, or refused)
 
 
 class _Trajectory:
@@ -31,12 +34,17 @@ class _Trajectory:
         self.signature = inspect.signature(model.forward)
         self.last: Optional[float] = None  # the previous pass's timestep
         self.index = 0  # the branch of the previous pass
-        self.outer: list = []  # the branch each running pass found set (nested passes: a stack)
+        self.outer: list = []  # (branch, owner) each running pass found set (nested passes: a stack)
         self.handles = (model.register_forward_pre_hook(self.before, with_kwargs=True),
                         model.register_forward_hook(self.after, always_call=True))
 
     def before(self, module, args, kwargs):
-        self.outer.append(CURRENT.branch)  # what after() puts back, also when this raises
+        # What after() puts back, also when this raises: the branch, and the owner of CURRENT
+        # (eager passes hold it for their whole length, so no other thread's pass runs between
+        # this pass's layers on this pass's branch).
+        self.outer.append((CURRENT.branch, _UNCLAIMED))
+        if not compiling():
+            self.outer[-1] = (CURRENT.branch, claim())
         if CURRENT.branch is None:
             timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
             value = float(timestep.detach().max()) if hasattr(timestep, "detach") else float(timestep)
@@ -54,7 +62,9 @@ class _Trajectory:
             CURRENT.branch = self.index
 
     def after(self, module, args, output):
-        CURRENT.branch = self.outer.pop()
+        CURRENT.branch, owner = self.outer.pop()
+        if owner is not _UNCLAIMED:
+            release(owner)
 
     def remove(self) -> None:
         for handle in self.handles:
