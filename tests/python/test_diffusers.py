@@ -13,11 +13,11 @@ from lite_attention.integrations.diffusers import _routing  # noqa: E402
 from lite_attention.integrations.diffusers._trajectory import _Trajectory  # noqa: E402
 
 
-def tiny_wan(head_dim=32):
+def tiny_wan(head_dim=32, heads=2):
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=head_dim,
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim,
                                   in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=2 * head_dim,
                                   num_layers=2, rope_max_seq_len=64)
     return model.eval()

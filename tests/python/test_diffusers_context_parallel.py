@@ -15,17 +15,13 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
 
+import test_diffusers  # noqa: E402  (the tiny model, with more heads)
+
 HEADS = 4
 
 
 def tiny_wan(head_dim):
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=HEADS, attention_head_dim=head_dim,
-                                  in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=2 * head_dim,
-                                  num_layers=2, rope_max_seq_len=64)
-    return model.eval()
+    return test_diffusers.tiny_wan(head_dim, heads=HEADS)
 
 
 def sample(model, frames, size, device, dtype, timesteps=(900, 700, 500)):

@@ -3,11 +3,12 @@ attention call on the module's LiteAttention (text tokens of joint attention kep
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Optional, Tuple
 
+import torch  # (diffusers needs it)
+
 from ...attention import LiteAttention
-from ._routing import CURRENT, UNKNOWN_PLACEMENT, claim, compiling, release, routed_call
+from ._routing import CURRENT, UNKNOWN_PLACEMENT, claim, release, routed_call
 
 # Processors of joint attention, by class name: where they put the text tokens
 # (encoder_hidden_states) in the sequence, before the video tokens or after them.
@@ -29,7 +30,7 @@ class LiteAttentionProcessor:
     def __new__(cls, inner, lite_attention: Optional[LiteAttention] = None, **lite_attention_kwargs):
         if not callable(inner):
             raise TypeError(f"inner: expected a diffusers attention processor, got {type(inner).__name__}")
-        if _is_module(inner):
+        if isinstance(inner, torch.nn.Module):
             raise TypeError(f"inner: {type(inner).__name__} is a torch.nn.Module (a processor with weights, such as an "
                             "IP-Adapter's); wrapping it would take its weights out of the model")
         return object.__new__(_wrapper_class(type(inner)) if cls is LiteAttentionProcessor else cls)
@@ -51,16 +52,14 @@ class LiteAttentionProcessor:
         call goes to."""
         self._call_text = self._text(args, kwargs)
         self._call_tokens = int(hidden_states.shape[1]) if hidden_states.dim() == 3 else None
-        compiled = compiling()  # (compiled code cannot take the lock; eager calls are checked)
-        owner = None if compiled else claim()
+        owner = claim()
         outer = (CURRENT.processor, CURRENT.calls)
         CURRENT.processor, CURRENT.calls = self, 0
         try:
             return call(self.inner, attn, hidden_states, *args, **kwargs)
         finally:
             CURRENT.processor, CURRENT.calls = outer
-            if not compiled:
-                release(owner)
+            release(owner)
 
     # Where encoder_hidden_states sits among the arguments after (attn, hidden_states), by the
     # inner __call__'s signature (set on each subclass; None: the processor takes none).
@@ -91,8 +90,6 @@ class LiteAttentionProcessor:
         cast = query.is_cuda and query.dtype not in _GPU_DTYPES
         dtype = query.dtype
         if cast:
-            import torch
-
             query, key, value = (x.to(torch.bfloat16) for x in (query, key, value))
         query, key, value = query[:, :n_q], key[:, :n_k], value[:, :n_k]
         for recorder in self._recorders:
@@ -100,29 +97,16 @@ class LiteAttentionProcessor:
         out = self.lite_attention(query, key, value, scale=scale, branch=CURRENT.branch, must_do_list=must_do,
                                   dense_queries=dense_queries)
         if n_q < len_q:
-            import torch
-
             out = torch.cat([out, out.new_zeros((out.shape[0], len_q - n_q) + tuple(out.shape[2:]))], dim=1)
         return out.to(dtype) if cast else out
 
     # Settings diffusers writes on a processor (the attention backend; the parallel config when
     # context parallelism is enabled, which the inner call passes to its attention call) are the
     # inner processor's; other attributes it reads are too.
-    @property
-    def _attention_backend(self):
-        return self.inner._attention_backend
-
-    @_attention_backend.setter
-    def _attention_backend(self, value):
-        self.inner._attention_backend = value
-
-    @property
-    def _parallel_config(self):
-        return self.inner._parallel_config
-
-    @_parallel_config.setter
-    def _parallel_config(self, value):
-        self.inner._parallel_config = value
+    _attention_backend = property(lambda self: self.inner._attention_backend,
+                                  lambda self, value: setattr(self.inner, "_attention_backend", value))
+    _parallel_config = property(lambda self: self.inner._parallel_config,
+                                lambda self, value: setattr(self.inner, "_parallel_config", value))
 
     def __getattr__(self, name):
         if name.startswith("__") or name in _OWN:
@@ -155,11 +139,6 @@ def _wrapper_class(inner_class: type) -> type:
     return wrapper
 
 
-def _is_module(x) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.nn.Module)
-
-
 def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
                  n_k: int) -> Tuple[Optional[list], Optional[list]]:
     """(dense query ranges, must-do key ranges) for a sequence of len_q positions with
@@ -173,13 +152,4 @@ def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
     return ([queries] if queries[1] > start else None), ([keys] if keys[1] > start else None)
 
 
-def _gpu_dtypes():
-    try:
-        import torch
-
-        return (torch.bfloat16, torch.float16)
-    except ImportError:  # pragma: no cover
-        return ()
-
-
-_GPU_DTYPES = _gpu_dtypes()
+_GPU_DTYPES = (torch.bfloat16, torch.float16)  # the GPU kernels' types

@@ -13,6 +13,8 @@ import types
 import weakref
 from typing import Callable, Optional, Tuple
 
+import torch  # (diffusers needs it)
+
 from .._collectives import gather_sequence, heads_to_sequence, sequence_to_heads
 
 
@@ -28,24 +30,21 @@ class _Current:
     owner = None  # the thread inside an installed model or a branch() context (eager), else None
 
 
-
-
 CURRENT = _Current()
-
-try:  # (diffusers needs torch; a missing torch.compiler means no torch.compile either)
-    from torch.compiler import is_compiling as compiling
-except ImportError:  # pragma: no cover
-    def compiling() -> bool:
-        return False
 
 _OWNER_LOCK = threading.Lock()
 
 
-def claim() -> Optional[int]:
+UNCLAIMED = object()  # what claim() returns in compiled code, which cannot take the lock
+
+
+def claim():
     """Makes this thread CURRENT's owner (eager code: a model call with installed processors, its
     trajectory hook, a branch() context) and returns the owner before it, for release(). CURRENT
     is process-wide, so that torch.compile reads it: a thread that claims it while another one
     owns it would run on the other's branch and processors, and is refused instead."""
+    if torch.compiler.is_compiling():
+        return UNCLAIMED
     me = threading.get_ident()
     with _OWNER_LOCK:
         owner = CURRENT.owner
@@ -56,8 +55,10 @@ def claim() -> Optional[int]:
     return owner
 
 
-def release(previous: Optional[int]) -> None:
-    CURRENT.owner = previous
+def release(previous) -> None:
+    """Gives CURRENT back to the owner claim() returned."""
+    if previous is not UNCLAIMED:
+        CURRENT.owner = previous
 
 
 # The text placement of a call with encoder_hidden_states whose processor is not one of the known
@@ -78,8 +79,6 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     a key-padding mask, (B or 1, 1, ..., 1, Lk), where every row attends (n_q = len_q); and a
     per-row mask (B or 1, 1, ..., Lq, Lk) such as HunyuanVideo 1.5's, which pads the queries with
     the keys (two passes over its Lq x Lk booleans)."""
-    import torch
-
     if mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != len_k or mask.shape[0] not in (1, batch):
         return None
     if all(d == 1 for d in mask.shape[1:-1]):

@@ -6,10 +6,7 @@ import inspect
 from typing import Optional
 
 from ...attention import reset_skip_states
-from ._routing import CURRENT, claim, compiling, release
-
-
-_UNCLAIMED = object()  # a pass that did not claim CURRENT (compiled, or refused)
+from ._routing import CURRENT, UNCLAIMED, claim, release
 
 
 class _Trajectory:
@@ -42,9 +39,8 @@ class _Trajectory:
         # What after() puts back, also when this raises: the branch, and the owner of CURRENT
         # (eager passes hold it for their whole length, so no other thread's pass runs between
         # this pass's layers on this pass's branch).
-        self.outer.append((CURRENT.branch, _UNCLAIMED))
-        if not compiling():
-            self.outer[-1] = (CURRENT.branch, claim())
+        self.outer.append((CURRENT.branch, UNCLAIMED))
+        self.outer[-1] = (CURRENT.branch, claim())
         if CURRENT.branch is None:
             timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
             value = float(timestep.detach().max()) if hasattr(timestep, "detach") else float(timestep)
@@ -63,8 +59,7 @@ class _Trajectory:
 
     def after(self, module, args, output):
         CURRENT.branch, owner = self.outer.pop()
-        if owner is not _UNCLAIMED:
-            release(owner)
+        release(owner)
 
     def remove(self) -> None:
         for handle in self.handles:
