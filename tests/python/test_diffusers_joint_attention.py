@@ -16,6 +16,7 @@ from diffusers.models.attention_dispatch import dispatch_attention_fn  # noqa: E
 
 import lite_attention as la  # noqa: E402
 from lite_attention.integrations import diffusers as la_diffusers  # noqa: E402
+from lite_attention.integrations.diffusers import _routing  # noqa: E402
 from lite_attention.integrations.diffusers._routing import _kept_prefixes  # noqa: E402
 
 TEXT_TOKENS = 8  # the (padded) text length
@@ -244,6 +245,46 @@ def test_a_key_padding_mask_read_once_serves_other_query_lengths():
     mask = (torch.arange(10) < 6).view(1, 1, 1, 10)
     assert _kept_prefixes(mask, 1, 16, 10) == (16, 6)
     assert _kept_prefixes(mask, 1, 48, 10) == (48, 6)
+
+
+def test_a_mask_built_from_a_source_is_read_once_per_source():
+    """With source (the per-token mask a processor builds its call's mask from), new mask objects
+    built from the same unchanged source reuse the first answer; a changed source or another
+    mask shape is read again."""
+    source = torch.arange(10) < 7
+
+    def built():  # a new object each call, as HunyuanVideo 1.5's processor builds it
+        return (source[:, None] & source[None, :]).view(1, 1, 10, 10)
+
+    with mock.patch.object(_routing, "_read_kept", wraps=_routing._read_kept) as read:
+        assert _kept_prefixes(built(), 1, 10, 10, source) == (7, 7)
+        assert _kept_prefixes(built(), 1, 10, 10, source) == (7, 7)
+        assert read.call_count == 1
+        source[6] = False  # in place: a new version
+        assert _kept_prefixes(built(), 1, 10, 10, source) == (6, 6)
+        assert read.call_count == 2
+        wider = torch.nn.functional.pad(built(), (0, 2, 0, 2))  # another shape, the same source
+        assert _kept_prefixes(wider, 1, 12, 12, source) == (6, 6)
+        assert read.call_count == 3
+
+
+def test_hunyuan_video_15_reads_its_mask_once_per_forward_pass():
+    """Its processor builds a new Lq x Lk mask in every layer from the per-token mask the
+    transformer passes to all of them: one host read per forward pass, not per layer, and each
+    pass's own text length still counts."""
+    model = HunyuanVideo15.model()
+    attns = la_diffusers.install(model, enable_skipping=False, auto_branches=False)
+    assert len(attns) == 2
+    la_diffusers.uninstall(model)
+    for real_text in ((5,), (3,)):
+        x = HunyuanVideo15.inputs(real_text=real_text)
+        reference = HunyuanVideo15.forward(model, x)
+        la_diffusers.install(model, enable_skipping=False, auto_branches=False)
+        with mock.patch.object(_routing, "_read_kept", wraps=_routing._read_kept) as read:
+            out = HunyuanVideo15.forward(model, x)
+        la_diffusers.uninstall(model)
+        assert read.call_count == 1
+        torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
 
 
 def test_padding_rows_come_out_as_torch_gives_them():

@@ -19,6 +19,11 @@ _TEXT_PLACEMENT = {
     "FusedCogVideoXAttnProcessor2_0": "first",
 }
 
+# Processors that build their attention call's mask from their own attention_mask argument (a
+# per-token mask the transformer passes to every layer) and the sequence length alone, anew in
+# every call: what the mask keeps is read once per such argument instead of in every layer.
+_MASK_FROM_ARGUMENT = frozenset({"HunyuanVideo15AttnProcessor2_0"})
+
 
 class LiteAttentionProcessor:
     """Wraps a diffusers attention processor; its core attention call runs on `lite_attention`.
@@ -40,6 +45,7 @@ class LiteAttentionProcessor:
         self.lite_attention = lite_attention if lite_attention is not None else LiteAttention(**lite_attention_kwargs)
         self._call_text: Optional[Tuple[str, int]] = None  # the running call's text (see _text)
         self._call_tokens: Optional[int] = None  # the running call's hidden_states tokens
+        self._call_mask_source = None  # the running call's attention_mask argument (_MASK_FROM_ARGUMENT)
         self._recorders: list = []  # record(): each called with every call's (q, k, v) and branch
 
     # Copies and pickles (copy.deepcopy(model), torch.save(model)) are built anew from the inner
@@ -51,6 +57,8 @@ class LiteAttentionProcessor:
         """The inner processor's routed __call__, with this processor as the one its attention
         call goes to."""
         self._call_text = self._text(args, kwargs)
+        self._call_mask_source = (_argument(args, kwargs, "attention_mask", self._mask_position)
+                                  if type(self.inner).__name__ in _MASK_FROM_ARGUMENT else None)
         self._call_tokens = int(hidden_states.shape[1]) if hidden_states.dim() == 3 else None
         owner = claim()
         outer = (CURRENT.processor, CURRENT.calls)
@@ -61,18 +69,17 @@ class LiteAttentionProcessor:
             CURRENT.processor, CURRENT.calls = outer
             release(owner)
 
-    # Where encoder_hidden_states sits among the arguments after (attn, hidden_states), by the
-    # inner __call__'s signature (set on each subclass; None: the processor takes none).
+    # Where encoder_hidden_states and attention_mask sit among the arguments after (attn,
+    # hidden_states), by the inner __call__'s signature (set on each subclass; None: not a
+    # parameter).
     _text_position: Optional[int] = None
+    _mask_position: Optional[int] = None
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) when the call has encoder_hidden_states: "first"
         or "last" for the processors of joint attention in _TEXT_PLACEMENT, else UNKNOWN_PLACEMENT
         (cross-attention, or joint attention in a layout this module does not know)."""
-        position = self._text_position
-        text = kwargs.get("encoder_hidden_states")
-        if text is None and position is not None and position < len(args):
-            text = args[position]
+        text = _argument(args, kwargs, "encoder_hidden_states", self._text_position)
         if not hasattr(text, "shape") or len(text.shape) < 2:
             return None
         return _TEXT_PLACEMENT.get(type(self.inner).__name__, UNKNOWN_PLACEMENT), int(text.shape[1])
@@ -114,7 +121,7 @@ class LiteAttentionProcessor:
         return getattr(self.inner, name)
 
 
-_OWN = ("inner", "lite_attention", "_call_text", "_call_tokens", "_recorders")  # never the inner's
+_OWN = ("inner", "lite_attention", "_call_text", "_call_tokens", "_call_mask_source", "_recorders")  # never the inner's
 _WRAPPERS: dict = {}
 
 
@@ -132,11 +139,23 @@ def _wrapper_class(inner_class: type) -> type:
         __call__.__signature__ = signature
         positional = [p.name for p in signature.parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][3:]  # after self, attn, hidden_states
-        text_position = positional.index("encoder_hidden_states") if "encoder_hidden_states" in positional else None
+        position = {name: positional.index(name) if name in positional else None
+                    for name in ("encoder_hidden_states", "attention_mask")}
         wrapper = type(f"LiteAttentionProcessor_{inner_class.__name__}", (LiteAttentionProcessor,),
-                       {"__call__": __call__, "__module__": __name__, "_text_position": text_position})
+                       {"__call__": __call__, "__module__": __name__,
+                        "_text_position": position["encoder_hidden_states"],
+                        "_mask_position": position["attention_mask"]})
         _WRAPPERS[inner_class] = wrapper
     return wrapper
+
+
+def _argument(args, kwargs, name: str, position: Optional[int]):
+    """The call's argument for the inner parameter name (at position among the positional
+    arguments after (attn, hidden_states)), or None."""
+    value = kwargs.get(name)
+    if value is None and position is not None and position < len(args):
+        value = args[position]
+    return value
 
 
 def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,

@@ -67,18 +67,22 @@ def release(previous) -> None:
 UNKNOWN_PLACEMENT = "unknown"
 
 
-# The last mask read: (a weak reference to it, its version, what it keeps or None). A transformer
-# passes one key-padding mask object to every layer of a forward pass, so such a mask is read (a
-# device-to-host copy) once per pass.
-_last_mask: tuple = (lambda: None, -1, None)
+# The last mask read: (a weak reference to the tensor it was read for, that tensor's version, the
+# mask's shape, what it keeps or None). A transformer passes one key-padding mask object to every
+# layer of a forward pass, so such a mask is read (a device-to-host copy) once per pass. A
+# processor that builds a new mask in every call from its own attention_mask argument (HunyuanVideo
+# 1.5's) is keyed by that argument instead, which the transformer passes to every layer.
+_last_mask: tuple = (lambda: None, -1, None, None)
 
 
-def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[int, int]]:
+def _kept_prefixes(mask, batch: int, len_q: int, len_k: int, source=None) -> Optional[Tuple[int, int]]:
     """(n_q, n_k) when the boolean mask lets query rows 0 .. n_q - 1 attend to exactly keys
     0 .. n_k - 1 and the other rows to nothing, the same for every batch row; else None. Two forms:
     a key-padding mask, (B or 1, 1, ..., 1, Lk), where every row attends (n_q = len_q); and a
     per-row mask (B or 1, 1, ..., Lq, Lk) such as HunyuanVideo 1.5's, which pads the queries with
-    the keys (two passes over its Lq x Lk booleans)."""
+    the keys (two passes over its Lq x Lk booleans). source: the tensor the mask is a function of,
+    together with its shape (the processor's attention_mask argument), when it is known to be one;
+    the answer is then reused while source is the same tensor, unchanged."""
     if mask.dtype != torch.bool or mask.dim() < 2 or mask.shape[-1] != len_k or mask.shape[0] not in (1, batch):
         return None
     if all(d == 1 for d in mask.shape[1:-1]):
@@ -88,14 +92,24 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     else:
         return None
     global _last_mask
+    key = source if isinstance(source, torch.Tensor) else mask
     # Inference tensors (torch.inference_mode) have no version counter: the object alone keys them.
-    version = None if mask.is_inference() else mask._version
-    seen, seen_version, kept = _last_mask
-    if seen() is mask and seen_version == version:
+    version = None if key.is_inference() else key._version
+    seen, seen_version, seen_shape, kept = _last_mask
+    if seen() is key and seen_version == version and seen_shape == mask.shape:
         return _with_rows(kept, len_q)
-    m = mask.reshape(mask.shape[0], rows, len_k)
-    row_counts = m.sum(dim=2)
-    kept_rows, kept_columns = row_counts > 0, m.any(dim=1)
+    kept = _read_kept(mask.reshape(mask.shape[0], rows, len_k))
+    _last_mask = (weakref.ref(key), version, mask.shape, kept)
+    return _with_rows(kept, len_q)
+
+
+def _read_kept(mask) -> Optional[Tuple[Optional[int], int]]:
+    """What a (B, rows, Lk) boolean mask keeps: (query rows kept, or None for every row of a
+    key-padding mask (rows = 1); keys kept), or None when it is not such a prefix mask. Reads the
+    mask to the host: the call waits for the GPU."""
+    rows = mask.shape[1]
+    row_counts = mask.sum(dim=2)
+    kept_rows, kept_columns = row_counts > 0, mask.any(dim=1)
     n_q, n_k = kept_rows.sum(dim=1), kept_columns.sum(dim=1)
 
     def is_prefix(kept, n):
@@ -104,11 +118,9 @@ def _kept_prefixes(mask, batch: int, len_q: int, len_k: int) -> Optional[Tuple[i
     # Rows and columns kept form prefixes, and every kept row keeps every kept column.
     exact = is_prefix(kept_rows, n_q) & is_prefix(kept_columns, n_k) & (row_counts.sum(dim=1) == n_q * n_k)
     queries, keys, exact = torch.stack([n_q, n_k, exact.to(n_q.dtype)]).tolist()
-    kept = None  # (query rows kept, or None for every row of a key-padding mask; keys kept)
     if all(exact) and len(set(queries)) == 1 and len(set(keys)) == 1 and queries[0] > 0 and keys[0] > 0:
-        kept = (None if rows == 1 else queries[0], keys[0])
-    _last_mask = (weakref.ref(mask), version, kept)
-    return _with_rows(kept, len_q)
+        return (None if rows == 1 else queries[0], keys[0])
+    return None
 
 
 def _with_rows(kept, len_q: int) -> Optional[Tuple[int, int]]:
@@ -150,7 +162,7 @@ def _route(query, key, value, attn_mask, dropout_p, is_causal, scale, other_argu
         return _context_parallel_attend(processor, query, key, value, scale, *groups)
     kept = None
     if attn_mask is not None:
-        kept = _kept_prefixes(attn_mask, key.shape[0], query.shape[1], key.shape[1])
+        kept = _kept_prefixes(attn_mask, key.shape[0], query.shape[1], key.shape[1], processor._call_mask_source)
         if kept is None:
             return None
     return processor.attend(query, key, value, scale, kept=kept, text=text)
