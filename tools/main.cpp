@@ -27,7 +27,7 @@ commands:
           [--backend all|cpu|cuda|sm90|sm80] [--cases N] [--seed S]
   bench   dense vs sparse timing for a backend and shape
           [--backend auto|cpu|cuda|sm90|sm80] [--batch B] [--len L] [--heads H] [--head-dim D]
-          [--sparsity S] [--repeats N] [--dtype bf16|fp16|fp32] [--out FILE.json]
+          [--sparsity S] [--repeats N] [--dtype bf16|fp16|fp32] [--seed S] [--out FILE.json]
   evaluate  trajectories of the video workload for every criterion x order x threshold (and
           schedule): sparsity, per-step and final error vs dense, Euler-latent error (issue 6)
           [--backend auto|cpu|cuda] [--preset NAME] [--frames F --height H --width W --heads N]
@@ -35,18 +35,25 @@ commands:
           [--orders descending,alternate,diagonal_first] [--schedules FILE,...]
           [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--md FILE.md]
 
-Bad arguments print one line naming the argument and exit with code 2.
+`liteattn --help` or `liteattn <command> --help` prints this. Bad arguments print one line
+naming the argument and exit with code 2.
 )";
+
+bool asks_for_help(const std::string& arg) { return arg == "--help" || arg == "-h" || arg == "help"; }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "help") {
-    std::fputs(kUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  if (asks_for_help(command) || (!args.empty() && asks_for_help(args[0]))) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   try {
     if (command == "demo") return liteattn::cli::run_demo(args);
     if (command == "verify") return liteattn::cli::run_verify(args);

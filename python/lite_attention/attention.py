@@ -31,7 +31,7 @@ class LiteAttention:
         criterion: 'running' (the paper's skip test) or 'previous' (compare with the row's final
             max of the previous call).
         order: key-tile visit order: 'alternate' (default: the direction flips every call),
-            'descending' (the paper's) or 'diagonal_first'.
+            'descending' (the paper's v0.2 order) or 'diagonal_first'.
         dense_queries: query token ranges that always run dense (e.g. text tokens).
         auto_step: advance ``step`` by itself (see ``step``); False leaves it to the caller.
         cpu_tile: (rows, cols) tile shape of the CPU reference (default: the GPU kernel's).

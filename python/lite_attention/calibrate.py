@@ -157,6 +157,8 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
 def _trajectory(trajectory, steps):
     if hasattr(trajectory, "generate") and hasattr(trajectory, "steps"):
         n = trajectory.steps if steps is None else steps
+        if n > trajectory.steps:
+            raise ValueError(f"steps: the workload has {trajectory.steps} steps (VideoWorkload(steps=...)), asked for {n}")
         return (lambda s: trajectory.generate(s)), n
     if callable(trajectory):
         if steps is None:

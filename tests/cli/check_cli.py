@@ -65,6 +65,14 @@ def check_bad_arguments(cli):
         assert len(lines) == 1 and name in lines[0], (args, r.stderr)
 
 
+def check_help(cli):
+    for args in (["--help"], ["demo", "--help"], ["evaluate", "-h"]):
+        r = run(cli, *args)
+        assert r.returncode == 0 and "usage: liteattn" in r.stdout and "evaluate" in r.stdout, (args, r.stderr)
+    r = run(cli)
+    assert r.returncode == 2 and "usage: liteattn" in r.stderr
+
+
 def main():
     cli = sys.argv[1]
     with tempfile.TemporaryDirectory() as d:
@@ -72,6 +80,7 @@ def main():
         check_demo_json(cli, tmp)
         check_demo_disabled_skipping_is_dense(cli, tmp)
     check_bad_arguments(cli)
+    check_help(cli)
     print("cli checks passed")
 
 

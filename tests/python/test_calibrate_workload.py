@@ -61,6 +61,11 @@ def test_calibrate_accepts_callables_and_lists():
         la.calibrate(lambda s: traj[s])
     with pytest.raises(ValueError, match="candidates"):
         la.calibrate(traj, candidates=[1.0])
+    # More steps than the trajectory has: an error naming steps, before any step runs.
+    with pytest.raises(ValueError, match="^steps: the workload has 4 steps"):
+        la.calibrate(w, steps=5)
+    with pytest.raises(ValueError, match="^steps: the trajectory has 4 steps"):
+        la.calibrate(traj, steps=5)
 
 
 def test_relative_l1():

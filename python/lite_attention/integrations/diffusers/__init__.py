@@ -11,9 +11,9 @@ HunyuanVideoTransformer3DModel, HunyuanVideo15Transformer3DModel, CogVideoXTrans
     for i, t in enumerate(timesteps):            # or, in your own loop, name them yourself
         la.set_step(pipe.transformer, i)
         with la_diffusers.branch("cond"):
-            noise_cond = pipe.transformer(latents, t, prompt_embeds).sample
+            noise_cond = pipe.transformer(latents, t.expand(latents.shape[0]), prompt_embeds).sample
         with la_diffusers.branch("uncond"):
-            noise_uncond = pipe.transformer(latents, t, negative_prompt_embeds).sample
+            noise_uncond = pipe.transformer(latents, t.expand(latents.shape[0]), negative_prompt_embeds).sample
 
 The installed processor wraps the module's own diffusers processor: its projections, norms,
 rotary embedding and output projection run unchanged; only its core attention call (through
@@ -25,7 +25,7 @@ queries too) for rows 0 .. n - 1, the padding rows coming out as zeros, as torch
 other mask, causal or dropout calls fall through to diffusers. Under diffusers' context parallelism (Ulysses,
 ring or both) the self-attention runs on LiteAttention (each rank's states hold its heads and query
 rows); joint attention under context parallelism falls through. One LiteAttention per
-attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
+installed attention module, one skip state per branch (CFG pass). float32 inputs on CUDA run in bfloat16
 (the GPU kernel's types) and are cast back.
 
 Joint attention (text and video tokens in one sequence: text last in HunyuanVideo, first in
