@@ -5,7 +5,8 @@
 # `liteattn verify --backend cuda` where the CLI exists. Logs go to $LOG_DIR (default: <build>/gpu-check-logs).
 #   scripts/gpu_check.sh [build-dir]
 # Environment: CUTLASS_DIR (CUTLASS headers), CMAKE_ARGS (extra configure arguments, e.g.
-# -DCMAKE_PREFIX_PATH=... where GoogleTest lives), JOBS, LOG_DIR, SANITIZER_TIMEOUT.
+# -DCMAKE_PREFIX_PATH=... where GoogleTest lives), JOBS, LOG_DIR, SANITIZER_TIMEOUT, SKIP_PYTHON=1
+# (leave the Python tests out, e.g. after a change to a kernel only).
 # Machines without libgtest-dev: unpack its .deb (dpkg -x libgtest-dev_*.deb /tmp/gt) and pass
 # CMAKE_ARGS=-DCMAKE_PREFIX_PATH=/tmp/gt/usr (scripts/sm90_device_session.sh does this).
 # Exit status 0 only when every step passed; the GPU tests exit 77 (skipped) without a GPU.
@@ -25,7 +26,7 @@ configure() {
     ${CUTLASS_DIR:+-DCUTLASS_DIR="$CUTLASS_DIR"} -DLITEATTN_BENCHMARKS=OFF ${CMAKE_ARGS:-} "$@" >> "$LOG_DIR/configure.log" 2>&1
 }
 PYTHON_TESTS=0
-python3 -c "import nanobind, numpy, pytest" 2>/dev/null && PYTHON_TESTS=1
+[ "${SKIP_PYTHON:-0}" != 1 ] && python3 -c "import nanobind, numpy, pytest" 2>/dev/null && PYTHON_TESTS=1
 if ! configure -DLITEATTN_TOOLS=ON -DLITEATTN_PYTHON=$([ $PYTHON_TESTS = 1 ] && echo ON || echo OFF); then
   echo "configure with the CLI failed (missing libpng?): retrying without it"
   configure -DLITEATTN_TOOLS=OFF

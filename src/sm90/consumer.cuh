@@ -224,17 +224,22 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
     }
 
     // ---------------------------------- epilogue ------------------------------------------
-    float inv_sum[2];
+    // Both rows at once and without branches until the stores: the epilogue runs once per work
+    // tile with nothing to overlap it, so its latency counts (bench/NOTES.md run 61).
+    float sum[2], inv_sum[2];
+    CUTLASS_PRAGMA_UNROLL
+    for (int r = 0; r < 2; ++r) sum[r] = row_sum[r] + __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
     CUTLASS_PRAGMA_UNROLL
     for (int r = 0; r < 2; ++r) {
-      float sum = row_sum[r];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      // A row whose tiles were all skipped: out 0, lse -inf (never NaN).
-      inv_sum[r] = sum == 0.f ? 0.f : 1.f / sum;
-      if (row_valid[r] && (lane % 4) == 0) {
-        if (params.lse != nullptr) {
-          const float lse = sum == 0.f ? neg_inf() : exp_ref[r] * plan.scale + logf(sum);
+      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+      inv_sum[r] = reciprocal_or_zero(sum[r]);  // a row whose tiles were all skipped: out 0
+    }
+    if ((params.lse != nullptr || (skipping && previous_criterion)) && (lane % 4) == 0) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int r = 0; r < 2; ++r) {
+        if (!row_valid[r]) continue;
+        if (params.lse != nullptr) {  // lse -inf for a row whose tiles were all skipped (never NaN)
+          const float lse = sum[r] == 0.f ? neg_inf() : exp_ref[r] * plan.scale + logf(sum[r]);
           params.lse[w.b * params.lse_stride_b + w.h * params.lse_stride_h + global_row[r] * params.lse_stride_l] = lse;
         }
         if (skipping && previous_criterion)
@@ -250,12 +255,16 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
       // warpgroup's QK^T reads only its own rows) for the store warp's TMA store. The swizzled Q
       // layout keeps these writes free of bank conflicts and is the layout the TMA reads. (Storing
       // from registers costs 64 half-sector stores per thread, ~1 µs per work tile: NOTES run 13.)
-      Tensor sO = sQ(_, _, q_buffer);
+      // Addresses in the shared window, 32-bit: the thread's (row, column) pairs differ only in
+      // the swizzled 16-byte chunk, so each store is a base plus an XOR-ed chunk and an immediate
+      // (through the smem tensor the compiler formed 64-bit generic addresses: ~250 instructions
+      // and generic stores for 32 stores).
+      const uint32_t buffer = uint32_t(__cvta_generic_to_shared(&sQ(0, 0, q_buffer)));
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < 2; ++r) {
         CUTLASS_PRAGMA_UNROLL
         for (int nb = 0; nb < size(tOrO) / 4; ++nb)
-          *reinterpret_cast<uint32_t*>(&sO(local_row0 + 8 * r, nb * 8 + col_in_quad)) = normalized_pair(r, nb);
+          store_shared_u32(buffer + staged_offset<kBlockM>(local_row0 + 8 * r, nb * 8 + col_in_quad), normalized_pair(r, nb));
       }
       // These writes (generic proxy) before the TMA's reads (async proxy) of them.
       cutlass::arch::fence_view_async_shared();

@@ -25,6 +25,30 @@ __device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
   return cuda::pack_f16x2(a, b);
 }
 
+// A 4-byte store into shared memory at a shared-window address (st.shared).
+__device__ __forceinline__ void store_shared_u32(uint32_t shared_address, uint32_t value) {
+  asm volatile("st.shared.b32 [%0], %1;" ::"r"(shared_address), "r"(value) : "memory");
+}
+
+// The byte offset of element (row, column) of a 16-bit kBlockM-row tile in 128-byte-swizzled
+// K-major atoms (GMMA::Layout_K_SW128_Atom tiled to the tile: 8 x 64-element atoms, along the
+// rows first) from the tile's 1024-byte-aligned start: the 16-byte chunks of a 128-byte row are
+// XOR-ed with the row's index mod 8 (the TMA's 128B swizzle). Checked against CuTe's addressing
+// for every element at D = 64 and 128 by tests/cpp/test_staged_offset.cu.
+template <int kBlockM>
+__host__ __device__ __forceinline__ constexpr uint32_t staged_offset(int row, int column) {
+  return uint32_t((column / 64) * kBlockM * 128 + row * 128 + ((((column % 64) / 8) ^ (row % 8)) * 16) + (column % 8) * 2);
+}
+
+// 1 / x for a row's sum of weights (>= 1 when any weight is 1, 0 when every tile was skipped):
+// one MUFU.RCP (about 1 ulp), without the branches of an IEEE division; O is then rounded to 16
+// bits anyway.
+__device__ __forceinline__ float reciprocal_or_zero(float x) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return x == 0.f ? 0.f : r;
+}
+
 // The online softmax's lazy reference. A row's weights are exp2(s * scale_log2 - offset) against
 // a reference that moves to the row's running max only when that max has grown more than
 // kLazyRescaleLog2 (log2 units) past it. Until then the weights stay below 2^kLazyRescaleLog2,
