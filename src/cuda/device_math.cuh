@@ -1,5 +1,6 @@
-// Scalar device helpers shared by the CUDA kernels: exp2, a NaN-propagating max, and packing
-// two floats into one register of 16-bit pairs (the MMA operand format).
+// Scalar device helpers shared by the CUDA kernels: exp2, a NaN-propagating max, packing two
+// floats into one register of 16-bit pairs (the MMA operand format), and a pointer's address in
+// the shared-memory window (what PTX shared-memory instructions take).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,6 +36,10 @@ __device__ __forceinline__ std::uint32_t pack_bf16x2(float a, float b) {
 __device__ __forceinline__ std::uint32_t pack_f16x2(float a, float b) {
   __half2 v = __floats2half2_rn(a, b);
   return reinterpret_cast<std::uint32_t&>(v);
+}
+
+__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
 }
 
 }  // namespace liteattn::cuda

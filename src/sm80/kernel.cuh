@@ -44,6 +44,7 @@ namespace liteattn::sm80 {
 using cuda::fast_exp2;
 using cuda::max_nan;
 using cuda::neg_inf;
+using cuda::shared_address;
 
 // Mask words of the read row kept in shared memory (longer rows are read from global memory).
 constexpr int kCachedMaskWords = 64;

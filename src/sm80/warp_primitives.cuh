@@ -11,10 +11,6 @@
 
 namespace liteattn::sm80 {
 
-__device__ __forceinline__ std::uint32_t shared_address(const void* pointer) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
 // Copies 16 bytes from global to shared memory asynchronously; with valid == false nothing is
 // read and the 16 bytes are zero-filled (padding rows must be zeros, not garbage: a NaN there
 // would reach the output through 0 * NaN).

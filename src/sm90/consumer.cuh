@@ -259,7 +259,7 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
       // the swizzled 16-byte chunk, so each store is a base plus an XOR-ed chunk and an immediate
       // (through the smem tensor the compiler formed 64-bit generic addresses: ~250 instructions
       // and generic stores for 32 stores).
-      const uint32_t buffer = uint32_t(__cvta_generic_to_shared(&sQ(0, 0, q_buffer)));
+      const uint32_t buffer = cuda::shared_address(&sQ(0, 0, q_buffer));
       CUTLASS_PRAGMA_UNROLL
       for (int r = 0; r < 2; ++r) {
         CUTLASS_PRAGMA_UNROLL

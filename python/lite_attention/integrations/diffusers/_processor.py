@@ -58,7 +58,7 @@ class LiteAttentionProcessor:
         call goes to."""
         self._call_text = self._text(args, kwargs)
         self._call_mask_source = (_argument(args, kwargs, "attention_mask", self._mask_position)
-                                  if type(self.inner).__name__ in _MASK_FROM_ARGUMENT else None)
+                                  if self._mask_from_argument else None)
         self._call_tokens = int(hidden_states.shape[1]) if hidden_states.dim() == 3 else None
         owner = claim()
         outer = (CURRENT.processor, CURRENT.calls)
@@ -69,11 +69,14 @@ class LiteAttentionProcessor:
             CURRENT.processor, CURRENT.calls = outer
             release(owner)
 
-    # Where encoder_hidden_states and attention_mask sit among the arguments after (attn,
-    # hidden_states), by the inner __call__'s signature (set on each subclass; None: not a
-    # parameter).
+    # Set on each subclass from its inner class: where encoder_hidden_states and attention_mask
+    # sit among the arguments after (attn, hidden_states) by the inner __call__'s signature (None:
+    # not a parameter), where the class puts the text (_TEXT_PLACEMENT, else UNKNOWN_PLACEMENT)
+    # and whether it is in _MASK_FROM_ARGUMENT.
     _text_position: Optional[int] = None
     _mask_position: Optional[int] = None
+    _text_placement: str = UNKNOWN_PLACEMENT
+    _mask_from_argument: bool = False
 
     def _text(self, args, kwargs) -> Optional[Tuple[str, int]]:
         """(where the text sits, its token count) when the call has encoder_hidden_states: "first"
@@ -82,7 +85,7 @@ class LiteAttentionProcessor:
         text = _argument(args, kwargs, "encoder_hidden_states", self._text_position)
         if not hasattr(text, "shape") or len(text.shape) < 2:
             return None
-        return _TEXT_PLACEMENT.get(type(self.inner).__name__, UNKNOWN_PLACEMENT), int(text.shape[1])
+        return self._text_placement, int(text.shape[1])
 
     def attend(self, query, key, value, scale=None, kept: Optional[Tuple[int, int]] = None,
                text: Optional[Tuple[str, int]] = None):
@@ -144,7 +147,9 @@ def _wrapper_class(inner_class: type) -> type:
         wrapper = type(f"LiteAttentionProcessor_{inner_class.__name__}", (LiteAttentionProcessor,),
                        {"__call__": __call__, "__module__": __name__,
                         "_text_position": position["encoder_hidden_states"],
-                        "_mask_position": position["attention_mask"]})
+                        "_mask_position": position["attention_mask"],
+                        "_text_placement": _TEXT_PLACEMENT.get(inner_class.__name__, UNKNOWN_PLACEMENT),
+                        "_mask_from_argument": inner_class.__name__ in _MASK_FROM_ARGUMENT})
         _WRAPPERS[inner_class] = wrapper
     return wrapper
 
