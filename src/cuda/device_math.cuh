@@ -1,6 +1,6 @@
-// Scalar device helpers shared by the CUDA kernels: exp2, a NaN-propagating max, packing two
-// floats into one register of 16-bit pairs (the MMA operand format), and a pointer's address in
-// the shared-memory window (what PTX shared-memory instructions take).
+// Scalar device helpers shared by the CUDA kernels: exp2, a NaN-propagating max, a row sum's
+// reciprocal, packing two floats into one register of 16-bit pairs (the MMA operand format), and
+// a pointer's address in the shared-memory window (what PTX shared-memory instructions take).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -25,6 +25,15 @@ __device__ __forceinline__ float max_nan(float a, float b) {
   float y;
   asm("max.NaN.f32 %0, %1, %2;" : "=f"(y) : "f"(a), "f"(b));
   return y;
+}
+
+// 1 / x for a row's sum of weights (>= 1 when any weight is 1, 0 when every tile was skipped):
+// one MUFU.RCP (about 1 ulp), without the branches of an IEEE division; O is then rounded to 16
+// bits anyway.
+__device__ __forceinline__ float reciprocal_or_zero(float x) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return x == 0.f ? 0.f : r;
 }
 
 // Two floats rounded to nearest and packed low-first: the register format of MMA operands.

@@ -44,6 +44,7 @@ namespace liteattn::sm80 {
 using cuda::fast_exp2;
 using cuda::max_nan;
 using cuda::neg_inf;
+using cuda::reciprocal_or_zero;
 using cuda::shared_address;
 
 // Mask words of the read row kept in shared memory (longer rows are read from global memory).
@@ -417,7 +418,7 @@ __global__ void __launch_bounds__(Config::kThreads, 1)
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
     // A row whose tiles were all skipped: out 0, lse -inf (never NaN).
-    const float inv_sum = sum == 0.f ? 0.f : 1.f / sum;
+    const float inv_sum = reciprocal_or_zero(sum);
     if (!row_valid[r]) continue;
     const int block = r / 2, half = r % 2;
     Element* out_row = out + std::int64_t(global_row[r]) * params.out_strides.l + col_in_quad;

@@ -11,6 +11,7 @@ namespace liteattn::sm90 {
 using cuda::fast_exp2;
 using cuda::max_nan;
 using cuda::neg_inf;
+using cuda::reciprocal_or_zero;
 
 template <class Element>
 __device__ __forceinline__ uint32_t pack2(float a, float b);
@@ -25,9 +26,14 @@ __device__ __forceinline__ uint32_t pack2<cutlass::half_t>(float a, float b) {
   return cuda::pack_f16x2(a, b);
 }
 
-// A 4-byte store into shared memory at a shared-window address (st.shared).
-__device__ __forceinline__ void store_shared_u32(uint32_t shared_address, uint32_t value) {
-  asm volatile("st.shared.b32 [%0], %1;" ::"r"(shared_address), "r"(value) : "memory");
+// Four 8 x 8 tiles of 16-bit pairs in one store (stmatrix .x4): each lane's register i holds
+// row lane / 4, columns 2 (lane % 4) and + 1, of tile i (the wgmma accumulator's layout), and lane
+// j gives the shared-window address of row j % 8 of tile j / 8 (16 contiguous bytes).
+__device__ __forceinline__ void store_matrix_x4(uint32_t row_address, uint32_t tile0, uint32_t tile1,
+                                                uint32_t tile2, uint32_t tile3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(row_address),
+               "r"(tile0), "r"(tile1), "r"(tile2), "r"(tile3)
+               : "memory");
 }
 
 // The byte offset of element (row, column) of a 16-bit kBlockM-row tile in 128-byte-swizzled
@@ -38,15 +44,6 @@ __device__ __forceinline__ void store_shared_u32(uint32_t shared_address, uint32
 template <int kBlockM>
 __host__ __device__ __forceinline__ constexpr uint32_t staged_offset(int row, int column) {
   return uint32_t((column / 64) * kBlockM * 128 + row * 128 + ((((column % 64) / 8) ^ (row % 8)) * 16) + (column % 8) * 2);
-}
-
-// 1 / x for a row's sum of weights (>= 1 when any weight is 1, 0 when every tile was skipped):
-// one MUFU.RCP (about 1 ulp), without the branches of an IEEE division; O is then rounded to 16
-// bits anyway.
-__device__ __forceinline__ float reciprocal_or_zero(float x) {
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return x == 0.f ? 0.f : r;
 }
 
 // The online softmax's lazy reference. A row's weights are exp2(s * scale_log2 - offset) against
