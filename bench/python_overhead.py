@@ -10,6 +10,7 @@ JSON object.
 usage: python3 bench/python_overhead.py [--calls 200] [--L 256]
 """
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -19,20 +20,23 @@ import torch
 import lite_attention as la
 
 
-def per_call_us(fn, calls, batches=15):
-    """Wall time per call of `calls` back-to-back calls, over `batches` batches: (median, best).
-    The host is shared and its speed drifts, so the best batch is the steadier estimate of what
-    the code costs; the median shows what a busy host gives."""
-    times = []
+def per_call_us(fns, calls, batches=15):
+    """Wall time per call of `calls` back-to-back calls of each function in `fns` (name -> function),
+    over `batches` batches taken in turn (one batch of each, then the next), so that the host's
+    drift reaches every series alike: {name: (median, best)}. The host is shared and its speed
+    drifts, so the best batch is the steadier estimate of what the code costs; the median shows
+    what a busy host gives."""
+    times = {name: [] for name in fns}
     for _ in range(batches):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        t1 = time.perf_counter()
-        torch.cuda.synchronize()
-        times.append((t1 - t0) / calls * 1e6)
-    return statistics.median(times), min(times)
+        for name, fn in fns.items():
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            t1 = time.perf_counter()
+            torch.cuda.synchronize()
+            times[name].append((t1 - t0) / calls * 1e6)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def main():
@@ -50,9 +54,6 @@ def main():
         for _ in range(10):  # warm-up: state allocation, op registration, first launch
             dense(q, k, v)
             skipping(q, k, v)
-        result = {"shape": [1, args.L, 2, 128]}
-        for name, fn in (("eager_dense", lambda: dense(q, k, v)), ("eager_skipping", lambda: skipping(q, k, v))):
-            result[f"{name}_us"], result[f"{name}_best_us"] = per_call_us(fn, args.calls)
         # The same skipping call captured once and replayed: the host cost of a graph launch.
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
@@ -62,22 +63,27 @@ def main():
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             skipping(q, k, v)
-        result["graph_replay_us"], result["graph_replay_best_us"] = per_call_us(graph.replay, args.calls)
         # For scale: what a call of PyTorch's own fused attention (cuDNN) costs the host on the same
         # problem, on (B, H, L, D) views as it takes them.
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)  # noqa: E731
+        fns = {"eager_dense": lambda: dense(q, k, v), "eager_skipping": lambda: skipping(q, k, v),
+               "graph_replay": graph.replay}
         try:
             with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
                 sdpa()
-                result["sdpa_eager_us"], result["sdpa_eager_best_us"] = per_call_us(sdpa, args.calls)
-            result["sdpa_backend"] = "cudnn"
+            backend = sdpa_kernel([SDPBackend.CUDNN_ATTENTION])  # held over all series: it only picks SDPA's backend
+            cudnn = True
         except RuntimeError:  # no cuDNN attention in this torch build: torch's own choice
-            sdpa()
-            result["sdpa_eager_us"], result["sdpa_eager_best_us"] = per_call_us(sdpa, args.calls)
-            result["sdpa_backend"] = "default"
+            backend, cudnn = contextlib.nullcontext(), False
+        fns["sdpa_eager"] = sdpa
+        result = {"shape": [1, args.L, 2, 128], "batches": "interleaved"}
+        with backend:
+            for name, (median, best) in per_call_us(fns, args.calls).items():
+                result[f"{name}_us"], result[f"{name}_best_us"] = median, best
+        result["sdpa_backend"] = "cudnn" if cudnn else "default"
     result["card"] = torch.cuda.get_device_name()
     print(json.dumps(result))
 
