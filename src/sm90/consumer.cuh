@@ -255,13 +255,12 @@ __device__ __forceinline__ void Cta<Traits>::consumer_warpgroups(Pipeline& pipel
       // warpgroup's QK^T reads only its own rows) for the store warp's TMA store. The swizzled Q
       // layout keeps these writes free of bank conflicts and is the layout the TMA reads. (Storing
       // from registers costs 64 half-sector stores per thread, ~1 µs per work tile: NOTES run 13.)
-      // One stmatrix per two 8-column blocks (both rows of each): lane j addresses row j % 8 of
-      // tile j / 8, the tiles being (row 0, block nb), (row 8, nb), (row 0, nb + 1), (row 8,
-      // nb + 1) of its warp's 16 rows. Addresses in the shared window, 32-bit (through the smem
-      // tensor the compiler formed 64-bit generic addresses: ~250 instructions for 32 stores).
+      // One stmatrix per two 8-column blocks, both rows of each, in the tile order of
+      // stmatrix_lane_row. Addresses in the shared window, 32-bit (through the smem tensor the
+      // compiler formed 64-bit generic addresses: ~250 instructions for 32 stores).
       const uint32_t buffer = cuda::shared_address(&sQ(0, 0, q_buffer));
-      const int tile_row = local_row0 - lane / 4 + 8 * ((lane / 8) % 2) + lane % 8;
-      const int tile_block = lane / 16;
+      const int tile_row = local_row0 - lane / 4 + stmatrix_lane_row(lane);
+      const int tile_block = stmatrix_lane_block(lane);
       CUTLASS_PRAGMA_UNROLL
       for (int nb = 0; nb < size(tOrO) / 4; nb += 2)
         store_matrix_x4(buffer + staged_offset<kBlockM>(tile_row, (nb + tile_block) * 8), normalized_pair(0, nb),

@@ -46,6 +46,14 @@ __host__ __device__ __forceinline__ constexpr uint32_t staged_offset(int row, in
   return uint32_t((column / 64) * kBlockM * 128 + row * 128 + ((((column % 64) / 8) ^ (row % 8)) * 16) + (column % 8) * 2);
 }
 
+// The stmatrix .x4 that stores 8-column blocks nb and nb + 1 (nb even) of a warp's 16
+// accumulator rows takes its tiles in the order (rows 0-7, block nb), (rows 8-15, nb), (rows 0-7,
+// nb + 1), (rows 8-15, nb + 1); lane j addresses row j % 8 of tile j / 8, i.e. the warp's row
+// stmatrix_lane_row(j) in block nb + stmatrix_lane_block(j). Checked against staged_offset for
+// every element by tests/cpp/test_staged_offset.cu.
+__host__ __device__ __forceinline__ constexpr int stmatrix_lane_row(int lane) { return 8 * ((lane / 8) % 2) + lane % 8; }
+__host__ __device__ __forceinline__ constexpr int stmatrix_lane_block(int lane) { return lane / 16; }
+
 // The online softmax's lazy reference. A row's weights are exp2(s * scale_log2 - offset) against
 // a reference that moves to the row's running max only when that max has grown more than
 // kLazyRescaleLog2 (log2 units) past it. Until then the weights stay below 2^kLazyRescaleLog2,
