@@ -41,6 +41,17 @@ naming the argument and exit with code 2.
 
 bool asks_for_help(const std::string& arg) { return arg == "--help" || arg == "-h" || arg == "help"; }
 
+using Command = int (*)(const std::vector<std::string>&);
+
+// The command named `name`, or nullptr.
+Command find_command(const std::string& name) {
+  if (name == "demo") return liteattn::cli::run_demo;
+  if (name == "verify") return liteattn::cli::run_verify;
+  if (name == "bench") return liteattn::cli::run_bench;
+  if (name == "evaluate") return liteattn::cli::run_evaluate;
+  return nullptr;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,17 +61,17 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  if (asks_for_help(command) || (!args.empty() && asks_for_help(args[0]))) {
+  const Command run = find_command(command);
+  if (asks_for_help(command) || (run != nullptr && !args.empty() && asks_for_help(args[0]))) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  try {
-    if (command == "demo") return liteattn::cli::run_demo(args);
-    if (command == "verify") return liteattn::cli::run_verify(args);
-    if (command == "bench") return liteattn::cli::run_bench(args);
-    if (command == "evaluate") return liteattn::cli::run_evaluate(args);
+  if (run == nullptr) {
     std::fprintf(stderr, "liteattn: unknown command '%s' (expected demo, verify, bench or evaluate)\n", command.c_str());
     return 2;
+  }
+  try {
+    return run(args);
   } catch (const liteattn::cli::UsageError& e) {
     std::fprintf(stderr, "liteattn %s: %s\n", command.c_str(), e.what());
     return 2;

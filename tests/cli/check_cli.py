@@ -71,6 +71,8 @@ def check_help(cli):
         assert r.returncode == 0 and "usage: liteattn" in r.stdout and "evaluate" in r.stdout, (args, r.stderr)
     r = run(cli)
     assert r.returncode == 2 and "usage: liteattn" in r.stderr
+    r = run(cli, "bogus", "--help")  # an unknown command stays an error, help or not
+    assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, (r.returncode, r.stderr)
 
 
 def main():
