@@ -64,6 +64,8 @@ int run_demo(const std::vector<std::string>& raw) {
                                          "warmup", "dtype", "threads", "tile"}),
                   {});
   if (o.has("threshold") && o.has("schedule")) throw UsageError("--schedule: give either --threshold or --schedule");
+  if (o.has("warmup") && o.has("schedule"))
+    throw UsageError("--warmup: a schedule file carries its own warm-up steps (\"warmup_steps\"); give one of the two");
   const Device device = pick_device(o.choice("backend", "auto", {"auto", "cpu", "cuda"}));
   const bool on_gpu = device.kind == DeviceKind::cuda;
 

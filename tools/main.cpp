@@ -15,8 +15,8 @@ constexpr const char* kUsage = R"(usage: liteattn <command> [options]
 commands:
   demo    run the synthetic video workload's denoising trajectory with LiteAttention and a
           dense reference at every step; print sparsity, error and time per step
-          [--backend auto|cpu|cuda] [--threshold T | --schedule FILE] [--steps N]
-          [--preset default|wan13b-480p|wan14b-480p|wan14b-720p] [--seed S] [--warmup N]
+          [--backend auto|cpu|cuda] [--threshold T [--warmup N] | --schedule FILE] [--steps N]
+          [--preset default|wan13b-480p|wan14b-480p|wan14b-720p] [--seed S]
           [--frames F] [--height H] [--width W] [--heads N] [--head-dim D] (override the preset)
           [--criterion running|previous] [--order descending|alternate|diagonal_first]
           [--dtype bf16|fp16|fp32] [--threads N] [--tile N (cpu)] [--out FILE.json] [--png FILE.png]

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "cli_args.hpp"
 #include "commands.hpp"
 
 namespace liteattn::cli {
@@ -24,7 +25,7 @@ void write_mask_png(const std::string& path, const std::vector<MaskPanel>& panel
   }
 
   FILE* file = std::fopen(path.c_str(), "wb");
-  if (!file) throw std::runtime_error("--png: cannot write '" + path + "'");
+  if (!file) throw UsageError("--png: cannot write '" + path + "'");  // as --out: exit 2
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info || setjmp(png_jmpbuf(png))) {

@@ -58,7 +58,7 @@ struct AttentionArgs {
   // CPU reference only: the tile shape to reproduce another backend's decisions.
   // Unset = the tile shape of the kernel that would serve this head dim on a GPU.
   std::optional<TileShape> cpu_tile;
-  // CPU reference only: worker threads (0 = hardware concurrency).
+  // CPU reference only: worker threads (0 = hardware concurrency; at most 1024).
   int cpu_threads = 0;
 };
 

@@ -52,6 +52,11 @@ struct StateKey {
   std::size_t kept_bytes() const { return std::size_t(kept_words()) * 4; }
   std::size_t total_bytes() const { return mask_bytes() + row_visits_bytes() + row_max_bytes() + kept_bytes(); }
 
+  // Throws ArgumentError naming `argument` unless every field is in range (dimensions and tiles
+  // >= 1, at most 2^31 - 1 tiles each way, a known dtype and device) and the buffers' total size
+  // is at most 2^48 bytes, so that the sizes above are exact.
+  void check(const char* argument) const;
+
   std::string describe() const;
   friend bool operator==(const StateKey&, const StateKey&) = default;
 };

@@ -5,7 +5,9 @@
 #include <array>
 #include <initializer_list>
 #include <cstdint>
+#include <string>
 
+#include "liteattn/error.hpp"
 #include "liteattn/types.hpp"
 
 namespace liteattn {
@@ -26,9 +28,10 @@ struct TensorView {
     return n;
   }
 
-  // A contiguous view with the given shape (row-major).
+  // A contiguous view with the given shape (row-major), of rank 4 or less.
   static TensorView contiguous(void* data, DType dtype, Device device,
                                std::initializer_list<std::int64_t> shape) {
+    if (shape.size() > 4) throw ArgumentError("shape", "expected at most 4 dimensions, got " + std::to_string(shape.size()));
     TensorView t;
     t.data = data;
     t.dtype = dtype;

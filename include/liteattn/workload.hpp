@@ -34,13 +34,15 @@ class VideoWorkload {
   explicit VideoWorkload(const WorkloadConfig& config);
 
   const WorkloadConfig& config() const { return config_; }
-  // Noise level of a step: 1 at the first step, falling towards 0 (shifted flow-matching schedule).
+  // Noise level of a step in [0, steps]: 1 at the first step, 0 at `steps`, the end of the
+  // trajectory (shifted flow-matching schedule).
   float sigma(int step) const;
   // The local scale a of a head: 0.5 (local) for head 0 down to 0.02 (global) for the last,
   // log-spaced with more heads near the local end (src/core/workload.cpp, kLocalSkew).
   float locality(int head) const;
 
-  // Fills contiguous fp32 (1, L, H, D) q, k, v for `step` (each tokens * heads * head_dim floats).
+  // Fills contiguous fp32 (1, L, H, D) q, k, v for `step` in [0, steps] (each tokens * heads *
+  // head_dim floats).
   void generate(int step, float* q, float* k, float* v) const;
 
  private:

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/element_io.hpp"
+#include "core/tensor_rules.hpp"
 #include "liteattn/error.hpp"
 
 namespace liteattn {
@@ -15,31 +16,28 @@ void merge_attention(const std::vector<TensorView>& outs, const std::vector<Tens
   if (outs.size() != lses.size())
     throw ArgumentError("lses", "expected one lse per partial output (" + std::to_string(outs.size()) + "), got " +
                                     std::to_string(lses.size()));
+  check_tensor(out, "out", "(B, L, H, D)");
+  check_writable_layout(out, "out");
   const auto& shape = out.shape;
-  if (out.rank != 4 || out.stride[3] != 1) throw ArgumentError("out", "expected (B, L, H, D) with a unit last stride");
   const std::int64_t B = shape[0], L = shape[1], H = shape[2], D = shape[3];
   auto check_lse = [&](const TensorView& t, const std::string& name) {
-    if (t.dtype != DType::f32 || t.rank != 3 || t.shape[0] != B || t.shape[1] != H || t.shape[2] != L || t.stride[2] != 1 ||
-        t.stride[1] != L || t.stride[0] != H * L)
+    if (!t.defined() || t.dtype != DType::f32 || t.rank != 3 || t.shape[0] != B || t.shape[1] != H ||
+        t.shape[2] != L || t.stride[2] != 1 || t.stride[1] != L || t.stride[0] != H * L)
       throw ArgumentError(name, "expected a contiguous float32 tensor of shape (B, H, L) = (" + std::to_string(B) + ", " +
                                     std::to_string(H) + ", " + std::to_string(L) + ")");
+    if (t.device.kind != DeviceKind::cpu)
+      throw ArgumentError(name, "expected a CPU tensor (merge on the GPU through the Python package)");
   };
   for (std::size_t j = 0; j < outs.size(); ++j) {
     const std::string name = "outs[" + std::to_string(j) + "]";
-    if (outs[j].rank != 4 || outs[j].shape != shape || outs[j].stride[3] != 1)
-      throw ArgumentError(name, "expected the shape of out with a unit last stride");
+    check_tensor(outs[j], name.c_str(), "(B, L, H, D)");
+    if (outs[j].shape != shape) throw ArgumentError(name, "expected the shape of out " + shape_string(out));
     if (outs[j].device.kind != DeviceKind::cpu)
       throw ArgumentError(name, "expected a CPU tensor (merge on the GPU through the Python package)");
-    const std::string lse_name = "lses[" + std::to_string(j) + "]";
-    if (lses[j].device.kind != DeviceKind::cpu)
-      throw ArgumentError(lse_name, "expected a CPU tensor (merge on the GPU through the Python package)");
-    check_lse(lses[j], lse_name);
+    check_lse(lses[j], "lses[" + std::to_string(j) + "]");
   }
   if (out.device.kind != DeviceKind::cpu) throw ArgumentError("out", "expected a CPU tensor");
-  if (lse.defined()) {
-    if (lse.device.kind != DeviceKind::cpu) throw ArgumentError("lse", "expected a CPU tensor");
-    check_lse(lse, "lse");
-  }
+  if (lse.defined()) check_lse(lse, "lse");
 
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (std::int64_t b = 0; b < B; ++b)

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -36,7 +37,11 @@ void parallel_for(std::int64_t count, int threads, Body body) {
     worker(0);
   } else {
     std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+    try {
+      for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+    } catch (const std::system_error&) {
+      // The system gave fewer threads than asked for: the ones started share the work.
+    }
     worker(0);
     for (auto& t : pool) t.join();
   }

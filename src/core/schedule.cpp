@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -15,7 +18,10 @@ void check_threshold(float t, const char* argument) {
     throw ArgumentError(argument, "expected thresholds <= 0 in log2 units, got " + std::to_string(t));
 }
 
-// A small strict reader for the schedule's own JSON object: {"warmup_steps": W, "thresholds": [..]}.
+// A reader of standard JSON for the schedule's object {"warmup_steps": W, "thresholds": [..]}
+// that accepts what Python's json module reads and writes: other members are skipped whatever
+// their value, a repeated member keeps its last value, and -Infinity / Infinity / NaN are read as
+// numbers (NaN is then rejected as a threshold). Nothing may follow the object.
 class ScheduleJsonReader {
  public:
   explicit ScheduleJsonReader(const std::string& text) : text_(text) {}
@@ -23,64 +29,183 @@ class ScheduleJsonReader {
   void parse(std::vector<float>& thresholds, int& warmup) {
     bool have_thresholds = false;
     expect('{');
-    while (true) {
-      const std::string key = string();
-      expect(':');
-      if (key == "warmup_steps") {
-        warmup = static_cast<int>(number());
-      } else if (key == "thresholds") {
-        have_thresholds = true;
-        expect('[');
-        if (!peek(']'))
-          do thresholds.push_back(static_cast<float>(number()));
-          while (accept(','));
-        expect(']');
-      } else {
-        skip_value();
-      }
-      if (!accept(',')) break;
+    if (!accept('}')) {
+      do {
+        const std::string key = string();
+        expect(':');
+        if (key == "warmup_steps") {
+          warmup = warmup_steps();
+        } else if (key == "thresholds") {
+          have_thresholds = true;
+          thresholds.clear();
+          expect('[');
+          if (!accept(']')) {
+            do thresholds.push_back(to_float(number()));
+            while (accept(','));
+            expect(']');
+          }
+        } else {
+          skip_value(0);
+        }
+      } while (accept(','));
+      expect('}');
     }
-    expect('}');
+    space();
+    if (pos_ != text_.size()) fail("unexpected text after the object");
     if (!have_thresholds) fail("missing \"thresholds\"");
   }
 
  private:
+  static constexpr int kMaxDepth = 256;
+
   [[noreturn]] void fail(const std::string& what) const {
     throw ArgumentError("schedule", "invalid JSON at offset " + std::to_string(pos_) + ": " + what);
   }
-  void space() { while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_; }
+  void space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r'))
+      ++pos_;
+  }
   bool peek(char c) { space(); return pos_ < text_.size() && text_[pos_] == c; }
   bool accept(char c) { if (!peek(c)) return false; ++pos_; return true; }
   void expect(char c) { if (!accept(c)) fail(std::string("expected '") + c + "'"); }
-  std::string string() {
-    expect('"');
-    const auto end = text_.find('"', pos_);
-    if (end == std::string::npos) fail("unterminated string");
-    std::string s = text_.substr(pos_, end - pos_);
-    pos_ = end + 1;
-    return s;
+  bool accept_word(const char* word) {
+    const std::size_t n = std::strlen(word);
+    if (text_.compare(pos_, n, word) != 0) return false;
+    pos_ += n;
+    return true;
   }
-  double number() {
-    space();
-    if (text_.compare(pos_, 9, "-Infinity") == 0) { pos_ += 9; return -INFINITY; }
-    const char* begin = text_.c_str() + pos_;
-    char* end = nullptr;
-    const double value = std::strtod(begin, &end);
-    if (end == begin) fail("expected a number");
-    pos_ += static_cast<std::size_t>(end - begin);
+  bool digit() const { return pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9'; }
+  void digits() {
+    if (!digit()) fail("expected a digit");
+    while (digit()) ++pos_;
+  }
+  unsigned hex4() {
+    unsigned value = 0;
+    for (int i = 0; i < 4; ++i, ++pos_) {
+      const char c = pos_ < text_.size() ? text_[pos_] : '\0';
+      const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (v < 0) fail("expected four hex digits after \\u");
+      value = value * 16 + unsigned(v);
+    }
     return value;
   }
-  void skip_value() {
-    if (peek('"')) { string(); return; }
-    if (peek('[') || peek('{')) {
-      int depth = 0;
-      do {
-        const char c = text_[pos_++];
-        depth += (c == '[' || c == '{') - (c == ']' || c == '}');
-      } while (depth > 0 && pos_ < text_.size());
-      return;
+  static void append_utf8(std::string& s, unsigned code) {
+    if (code < 0x80) {
+      s += char(code);
+    } else if (code < 0x800) {
+      s += char(0xC0 | (code >> 6));
+      s += char(0x80 | (code & 0x3F));
+    } else if (code < 0x10000) {
+      s += char(0xE0 | (code >> 12));
+      s += char(0x80 | ((code >> 6) & 0x3F));
+      s += char(0x80 | (code & 0x3F));
+    } else {
+      s += char(0xF0 | (code >> 18));
+      s += char(0x80 | ((code >> 12) & 0x3F));
+      s += char(0x80 | ((code >> 6) & 0x3F));
+      s += char(0x80 | (code & 0x3F));
     }
-    number();
+  }
+  // A string with its escapes decoded (keys are compared decoded, as Python does).
+  std::string string() {
+    expect('"');
+    std::string s;
+    while (true) {
+      if (pos_ >= text_.size()) fail("unterminated string");
+      const char c = text_[pos_++];
+      if (c == '"') return s;
+      if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
+      if (c != '\\') {
+        s += c;
+        continue;
+      }
+      if (pos_ >= text_.size()) fail("unterminated string");
+      const char e = text_[pos_++];
+      switch (e) {
+        case '"': case '\\': case '/': s += e; break;
+        case 'b': s += '\b'; break;
+        case 'f': s += '\f'; break;
+        case 'n': s += '\n'; break;
+        case 'r': s += '\r'; break;
+        case 't': s += '\t'; break;
+        case 'u': {
+          const unsigned code = hex4();
+          const bool pair = code >= 0xD800 && code < 0xDC00 && text_.compare(pos_, 2, "\\u") == 0;
+          if (!pair) {
+            append_utf8(s, code);
+            break;
+          }
+          pos_ += 2;  // a surrogate pair: one code point
+          const unsigned low = hex4();
+          if (low >= 0xDC00 && low < 0xE000) {
+            append_utf8(s, 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00));
+          } else {
+            append_utf8(s, code);
+            append_utf8(s, low);
+          }
+          break;
+        }
+        default: fail(std::string("invalid escape '\\") + e + "'");
+      }
+    }
+  }
+  // A JSON number, or -Infinity / Infinity / NaN as Python writes them.
+  double number() {
+    space();
+    const std::size_t begin = pos_;
+    if (accept_word("NaN")) return std::nan("");
+    if (accept_word("Infinity")) return INFINITY;
+    if (accept_word("-Infinity")) return -INFINITY;
+    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
+    if (pos_ < text_.size() && text_[pos_] == '0') ++pos_;
+    else if (digit()) digits();
+    else fail("expected a number");
+    if (pos_ < text_.size() && text_[pos_] == '.') ++pos_, digits();
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) ++pos_;
+      digits();
+    }
+    // strtod on exactly the span checked above; out of range gives +-inf (1e999) or 0.
+    return std::strtod(text_.substr(begin, pos_ - begin).c_str(), nullptr);
+  }
+  // Beyond float's range: the infinity of that sign (a plain cast would be undefined there).
+  static float to_float(double value) {
+    constexpr double kMax = std::numeric_limits<float>::max();
+    if (value > kMax) return INFINITY;
+    if (value < -kMax) return -INFINITY;
+    return static_cast<float>(value);
+  }
+  int warmup_steps() {
+    const double value = number();
+    if (!(value >= 0 && value <= double(std::numeric_limits<int>::max()) && value == std::floor(value))) {
+      char shown[32];
+      std::snprintf(shown, sizeof shown, "%.17g", value);
+      throw ArgumentError("warmup_steps", std::string("expected an integer >= 0, got ") + shown);
+    }
+    return static_cast<int>(value);
+  }
+  void skip_value(int depth) {
+    if (depth > kMaxDepth) fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    space();
+    if (peek('"')) {
+      string();
+    } else if (accept('[')) {
+      if (accept(']')) return;
+      do skip_value(depth + 1);
+      while (accept(','));
+      expect(']');
+    } else if (accept('{')) {
+      if (accept('}')) return;
+      do {
+        string();
+        expect(':');
+        skip_value(depth + 1);
+      } while (accept(','));
+      expect('}');
+    } else if (!accept_word("true") && !accept_word("false") && !accept_word("null")) {
+      number();
+    }
   }
   const std::string& text_;
   std::size_t pos_ = 0;
@@ -119,7 +244,8 @@ std::string ThresholdSchedule::to_json() const {
   std::string out = "{\"warmup_steps\": " + std::to_string(warmup_steps_) + ", \"thresholds\": [";
   for (std::size_t i = 0; i < thresholds_.size(); ++i) {
     char buffer[32];
-    if (std::isinf(thresholds_[i])) std::snprintf(buffer, sizeof buffer, "-Infinity");
+    // -inf as -1e999: standard JSON (no -Infinity token) that every reader takes as -inf.
+    if (std::isinf(thresholds_[i])) std::snprintf(buffer, sizeof buffer, "-1e999");
     else std::snprintf(buffer, sizeof buffer, "%.9g", double(thresholds_[i]));
     out += (i ? ", " : "");
     out += buffer;

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <utility>
 
@@ -15,6 +16,24 @@ std::string StateKey::describe() const {
          " Lk=" + std::to_string(len_k) + " D=" + std::to_string(head_dim) + " " + std::string(to_string(dtype)) +
          " on " + to_string(device) + " tiles " + std::to_string(tile.m) + "x" + std::to_string(tile.n) +
          (with_row_max ? " with row max" : "");
+}
+
+void StateKey::check(const char* argument) const {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int32_t>::max();
+  for (const std::int64_t n : {batch, heads, len_q, len_k, head_dim})
+    if (n < 1 || n > kMax) throw ArgumentError(argument, "expected B, H, Lq, Lk and D in [1, 2^31 - 1], got " + describe());
+  if (tile.m < 1 || tile.n < 1) throw ArgumentError(argument, "expected tiles of at least 1 x 1, got " + describe());
+  if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16)
+    throw ArgumentError(argument, "expected dtype float32, bfloat16 or float16");
+  if ((device.kind != DeviceKind::cpu && device.kind != DeviceKind::cuda) || device.index < 0)
+    throw ArgumentError(argument, "expected a CPU or CUDA device with index >= 0");
+  // In double: the products of fields up to 2^31 can pass int64 before the bound is checked.
+  const double pairs = double(batch) * double(heads), rows = pairs * double(q_tiles());
+  const double words = 2 * rows * double(words_per_row()) + rows + (with_row_max ? pairs * double(len_q) : 0) +
+                       pairs + 1 + rows;
+  if (words * 4 > 0x1p48)
+    throw ArgumentError(argument, "the skip state for " + describe() + " would need " + std::to_string(words * 4) +
+                                      " bytes (at most 2^48)");
 }
 
 std::int64_t SkipStats::computed() const {
@@ -89,8 +108,11 @@ void SkipState::release() {
 bool SkipState::prepare(const StateKey& key, void* stream) {
   if (storage_ && key == view_.key && !reset_requested_) return false;
   if (!storage_ || !(key == view_.key)) {
+    key.check("state");
+    // The new buffers first: if that allocation fails, the state keeps its old ones.
+    void* fresh = allocator_.allocate(key.total_bytes(), key.device);
     release();
-    storage_ = allocator_.allocate(key.total_bytes(), key.device);
+    storage_ = fresh;
     auto* bytes = static_cast<std::uint8_t*>(storage_);
     view_.key = key;
     view_.mask = reinterpret_cast<std::uint32_t*>(bytes);

@@ -1,6 +1,7 @@
 // Every argument rule of the contract, in one place for every backend. A rejected call throws
 // before anything is written, so outputs and state stay as they were.
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "backends.hpp"
@@ -8,15 +9,13 @@
 #include "liteattn/error.hpp"
 #include "plan.hpp"
 #include "sm90/tile_config.hpp"
+#include "tensor_rules.hpp"
 
 namespace liteattn {
 namespace {
 
-std::string shape_string(const TensorView& t) {
-  std::string s = "(";
-  for (int i = 0; i < t.rank; ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
-  return s + ")";
-}
+// More CPU worker threads than this is a mistake rather than a machine.
+constexpr int kMaxCpuThreads = 1024;
 
 // The message is built only when the check fails: validate() runs on every call, and building
 // its ~30 messages eagerly cost several microseconds of host time per call.
@@ -28,22 +27,6 @@ void require(bool condition, const char* argument, MakeMessage&& make_message,
 void require(bool condition, const char* argument, const char* message,
              ArgumentError::Kind kind = ArgumentError::Kind::value) {
   if (!condition) throw ArgumentError(argument, message, kind);
-}
-
-void check_tensor(const TensorView& t, const char* name, const char* layout) {
-  require(
-      t.defined(), name, [&] { return std::string("expected a tensor of shape ") + layout + ", got none"; },
-      ArgumentError::Kind::type);
-  require(t.rank == 4, name,
-          [&] { return std::string("expected rank 4 ") + layout + ", got rank " + std::to_string(t.rank); });
-  for (int d = 0; d < 4; ++d) {
-    require(t.shape[d] >= 1, name,
-            [&] { return std::string("expected every dimension >= 1 in ") + layout + ", got " + shape_string(t); });
-    require(t.stride[d] >= 0, name, "expected non-negative strides");
-  }
-  require(t.stride[3] == 1, name, [&] {
-    return "expected a unit stride in the last (head_dim) dimension, got stride " + std::to_string(t.stride[3]);
-  });
 }
 
 void check_ranges(const std::vector<TokenRange>& ranges, std::int64_t length, const char* name,
@@ -107,6 +90,14 @@ Backend validate_without_state(const AttentionArgs& args) {
   });
   require(args.out.shape == q.shape, "out",
           [&] { return "expected the shape of q " + shape_string(q) + ", got " + shape_string(args.out); });
+  // out is written while q, k and v are read (by other query tiles, on the GPU by other CTAs).
+  check_writable_layout(args.out, "out");
+  for (const auto* input : {&args.q, &args.k, &args.v}) {
+    require(!overlaps(args.out, *input), "out", [&] {
+      return std::string("expected memory apart from ") + (input == &args.q ? "q" : input == &args.k ? "k" : "v") +
+             ", got overlapping views";
+    });
+  }
 
   if (q.device.kind == DeviceKind::cuda) {
     require(q.dtype != DType::f32, "q", "expected bfloat16 or float16 on CUDA, got float32", ArgumentError::Kind::type);
@@ -129,18 +120,29 @@ Backend validate_without_state(const AttentionArgs& args) {
     });
     require(lse.stride[2] == 1 && lse.stride[1] == Lq && lse.stride[0] == H * Lq, "lse",
             "expected a contiguous tensor");
+    for (const auto* other : {&args.q, &args.k, &args.v, &args.out})
+      require(!overlaps(lse, *other), "lse", "expected memory apart from q, k, v and out, got overlapping views");
   }
 
   if (args.scale) {
-    require(std::isfinite(*args.scale) && *args.scale > 0, "scale",
-            [&] { return "expected a finite positive number, got " + std::to_string(*args.scale); });
+    // The kernels work with scale * log2(e) in float: it must be finite too.
+    constexpr float kMaxScale = std::numeric_limits<float>::max() / 1.4426950408889634f;
+    require(*args.scale > 0 && *args.scale <= kMaxScale, "scale",
+            [&] { return "expected a positive number below 2.3e38, got " + std::to_string(*args.scale); });
   }
   if (args.cpu_tile) {
     require(q.device.kind == DeviceKind::cpu, "cpu_tile", "only the CPU reference takes a tile shape");
     require(args.cpu_tile->m >= 1 && args.cpu_tile->n >= 1 && args.cpu_tile->m <= 4096 && args.cpu_tile->n <= 4096,
             "cpu_tile", "expected 1 <= m, n <= 4096");
   }
-  require(args.cpu_threads >= 0, "cpu_threads", "expected >= 0");
+  require(args.cpu_threads >= 0 && args.cpu_threads <= kMaxCpuThreads, "cpu_threads", [&] {
+    return "expected 0 (all cores) to " + std::to_string(kMaxCpuThreads) + ", got " + std::to_string(args.cpu_threads);
+  });
+  require(args.skip.criterion == Criterion::running || args.skip.criterion == Criterion::previous, "criterion",
+          "expected running or previous");
+  require(args.skip.order == VisitOrder::descending || args.skip.order == VisitOrder::alternate ||
+              args.skip.order == VisitOrder::diagonal_first,
+          "order", "expected descending, alternate or diagonal_first");
 
   check_ranges(args.must_do, Lk, "must_do", "Lk");
   check_ranges(args.must_skip, Lk, "must_skip", "Lk");
@@ -153,6 +155,9 @@ Backend validate_without_state(const AttentionArgs& args) {
             [&] { return "expected a number <= 0 in log2 units (e.g. -10), got " + std::to_string(t); });
   }
 
+  require(!args.backend || *args.backend == Backend::cpu || *args.backend == Backend::sm90 ||
+              *args.backend == Backend::sm80,
+          "backend", "expected cpu, sm90 or sm80");
   // Last, as it asks the GPU for its capability: args.backend against the device, and the rules
   // of the kernel that will serve the call.
   const Backend backend = select_backend(args);
@@ -168,6 +173,7 @@ Backend validate_and_select(const AttentionArgs& args) {
   if (!args.skip.enabled) return backend;
   require(args.state.defined(), "state", "skipping is enabled: expected a skip state (or disable skipping)");
   const StateKey expected = state_key(args);
+  expected.check("state");
   require(args.state.key == expected, "state", [&] {
     return "made for " + args.state.key.describe() + ", but this call needs " + expected.describe() + " (reset it)";
   });

@@ -90,6 +90,8 @@ VideoWorkload::VideoWorkload(const WorkloadConfig& config) : config_(config) {
   if (config.heads < 1) throw ArgumentError("heads", "expected >= 1");
   if (config.head_dim < 16) throw ArgumentError("head_dim", "expected >= 16 (the workload needs room for its parts)");
   if (config.steps < 1) throw ArgumentError("steps", "expected >= 1");
+  if (!(std::isfinite(config.shift) && config.shift > 0.0f))
+    throw ArgumentError("shift", "expected a finite number > 0, got " + std::to_string(config.shift));
   // Cluster centres in (row, column); each token belongs to the nearest one.
   float centre_row[kClusters], centre_col[kClusters];
   for (int c = 0; c < kClusters; ++c) {
@@ -111,6 +113,8 @@ VideoWorkload::VideoWorkload(const WorkloadConfig& config) : config_(config) {
 }
 
 float VideoWorkload::sigma(int step) const {
+  if (step < 0 || step > config_.steps)
+    throw ArgumentError("step", "expected 0 to steps = " + std::to_string(config_.steps) + ", got " + std::to_string(step));
   const float t = 1.0f - float(step) / float(config_.steps);  // 1 at the first step
   return config_.shift * t / (1.0f + (config_.shift - 1.0f) * t);
 }

@@ -46,8 +46,28 @@ def check_demo_disabled_skipping_is_dense(cli, tmp):
         assert s["warmup"] and s["sparsity"] == 0.0 and s["rel_l2"] == 0.0, s
 
 
-def check_bad_arguments(cli):
+def check_json_is_standard(cli, tmp):
+    # -inf thresholds (keep every tile) must still give standard JSON: no -Infinity token.
+    out = tmp / "inf.json"
+    r = run(cli, "demo", "--backend", "cpu", "--frames", "2", "--height", "4", "--width", "4", "--heads", "2",
+            "--head-dim", "32", "--steps", "2", "--threshold=-inf", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+
+    def reject(token):
+        raise AssertionError(f"non-standard JSON token {token} in {out.name}")
+
+    d = json.loads(text, parse_constant=reject)
+    assert d["schedule"]["thresholds"] == [float("-inf")], d["schedule"]
+
+
+def check_bad_arguments(cli, tmp):
+    schedule = tmp / "schedule.json"
+    schedule.write_text('{"warmup_steps": 0, "thresholds": [-4]}')
     cases = [
+        (["demo", "--schedule", str(schedule), "--warmup", "2"], "--warmup"),
+        (["demo", "--steps", "1", "--frames", "2", "--height", "4", "--width", "4", "--png", str(tmp / "no" / "m.png")],
+         "--png"),
         (["demo", "--steps", "x"], "--steps"),
         (["demo", "--threshold", "2"], "--threshold"),
         (["demo", "--preset", "nope"], "--preset"),
@@ -81,7 +101,8 @@ def main():
         tmp = Path(d)
         check_demo_json(cli, tmp)
         check_demo_disabled_skipping_is_dense(cli, tmp)
-    check_bad_arguments(cli)
+        check_json_is_standard(cli, tmp)
+        check_bad_arguments(cli, tmp)
     check_help(cli)
     print("cli checks passed")
 

@@ -134,6 +134,17 @@ TEST(Merge, BadArgumentsAreNamed) {
   auto out_on_gpu = out.view();
   out_on_gpu.device = {liteattn::DeviceKind::cuda, 0};
   EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, out_on_gpu); }), "out");
+  // Missing tensors and impossible shapes are named too (before anything reads through them).
+  liteattn::TensorView none;
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, none); }), "out");
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({none}, {la.view()}, out.view()); }), "outs[0]");
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {none}, out.view()); }), "lses[0]");
+  auto negative = out.view();
+  negative.shape[1] = -4;
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, negative); }), "out");
+  auto broadcast = out.view();
+  broadcast.stride[1] = 0;
+  EXPECT_EQ(argument_of([&] { liteattn::merge_attention({a.view()}, {la.view()}, broadcast); }), "out");
   EXPECT_EQ(out.bytes(), out_before) << "a rejected merge writes nothing";
   EXPECT_EQ(lb.data, lse_before);
 }
@@ -180,6 +191,21 @@ TEST(Schedule, JsonRoundTrip) {
       " { \"note\": \"calibrated\", \"meta\": {\"a\": [1, 2]}, \"thresholds\" : [ -4 , -2.5e0 ], \"warmup_steps\": 2 } ");
   expect_same(h, ThresholdSchedule::per_step({-4.0f, -2.5f}, 2));
   expect_same(ThresholdSchedule::from_json("{\"thresholds\": [-1]}"), ThresholdSchedule::constant(-1.0f));
+  // -inf is written as -1e999 (standard JSON); Python's -Infinity is read too.
+  EXPECT_EQ(ThresholdSchedule::per_step({kNegInf}).to_json().find("Infinity"), std::string::npos);
+  expect_same(ThresholdSchedule::from_json("{\"thresholds\": [-Infinity, -1e999]}"), ThresholdSchedule::per_step({kNegInf, kNegInf}));
+}
+
+TEST(Schedule, JsonReadsWhatPythonReads) {
+  // Other members of any JSON type (strings holding brackets and escapes, literals, nested
+  // values), escaped keys decoded, and a repeated member's last value, as Python's json does.
+  const auto a = ThresholdSchedule::from_json(
+      "{\"note\": null, \"ok\": true, \"no\": false, \"meta\": [\"]\", \"}\", {\"x\": [[]]}], \"s\": \"a\\\"b\\\\\",\n"
+      " \"warmup\\u005fsteps\": 1, \"thresholds\": [-9], \"thresholds\": [-3, -2]}");
+  expect_same(a, ThresholdSchedule::per_step({-3.0f, -2.0f}, 1));
+  // An integral warm-up written as a float; thresholds beyond float's range become -inf.
+  expect_same(ThresholdSchedule::from_json("{\"warmup_steps\": 2.0, \"thresholds\": [-1e300]}"),
+              ThresholdSchedule::per_step({kNegInf}, 2));
 }
 
 TEST(Schedule, Errors) {
@@ -190,10 +216,23 @@ TEST(Schedule, Errors) {
   EXPECT_EQ(argument_of([] { ThresholdSchedule::from_json("{\"thresholds\": [1.5]}"); }), "thresholds");
   EXPECT_EQ(argument_of([] { ThresholdSchedule::from_json("{\"thresholds\": []}"); }), "thresholds");
   EXPECT_EQ(argument_of([] { ThresholdSchedule::from_json("{\"warmup_steps\": -2, \"thresholds\": [-1]}"); }), "warmup_steps");
+  for (const char* warmup : {"2.7", "1e10", "NaN", "Infinity", "-0.5"})
+    EXPECT_EQ(argument_of([&] {
+                ThresholdSchedule::from_json(std::string("{\"warmup_steps\": ") + warmup + ", \"thresholds\": [-1]}");
+              }),
+              "warmup_steps")
+        << warmup;
+  EXPECT_EQ(argument_of([] { ThresholdSchedule::from_json("{\"thresholds\": [NaN]}"); }), "thresholds");
   for (const char* bad : {"", "[]", "{", "{\"warmup_steps\": 1}", "{\"thresholds\": [-1, ]}", "{\"thresholds\": [-1]",
                           "{\"thresholds\" [-1]}", "{\"thresholds\": [-1] \"warmup_steps\": 1}", "{\"thresholds\": [x]}",
-                          "{\"thresholds: [-1]}"})
+                          "{\"thresholds: [-1]}", "{\"thresholds\": [-1]} x", "{\"thresholds\": [-1]}}",
+                          "{\"thresholds\": [0x1p3]}", "{\"thresholds\": [-.5]}", "{\"thresholds\": [-01]}",
+                          "{\"thresholds\": [-1], \"a\": tru}", "{\"thresholds\": [-1], \"a\": \"\\q\"}",
+                          "{\"thresholds\": [-1], \"a\": [1 2]}", "{\"thresholds\": [-1], \"a\": \"\t\"}"})
     EXPECT_EQ(argument_of([&] { ThresholdSchedule::from_json(bad); }), "schedule") << bad;
+  // Nesting is bounded (no recursion without limit on hostile input).
+  const std::string deep = "{\"thresholds\": [-1], \"a\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_EQ(argument_of([&] { ThresholdSchedule::from_json(deep); }), "schedule");
   EXPECT_EQ(argument_of([] { ThresholdSchedule::load("/nonexistent/dir/schedule.json"); }), "schedule");
   EXPECT_EQ(argument_of([] { ThresholdSchedule::constant(-1.0f).save("/nonexistent/dir/schedule.json"); }), "schedule");
 }

@@ -216,6 +216,43 @@ TEST(State, PrepareAndRequestReset) {
   EXPECT_FALSE(state.prepare(liteattn::state_key(args)));
 }
 
+TEST(State, PrepareRejectsABadKeyAndKeepsItsBuffersWhenAllocationFails) {
+  Problem p = local_problem(4);
+  const auto args = skip_args(p, -4.0f);
+  bool fail_next = false;
+  liteattn::StateAllocator flaky;
+  flaky.allocate = [&](std::size_t bytes, liteattn::Device) -> void* {
+    if (fail_next) throw std::bad_alloc();
+    return ::operator new(bytes);
+  };
+  flaky.release = [](void* ptr, liteattn::Device) { ::operator delete(ptr); };
+  SkipState state(flaky);
+  make_sparse(state, args);
+  const auto key = state.key();
+  const auto mask = state.read_mask();
+  auto argument_of_prepare = [&](const StateKey& bad) {
+    try {
+      state.prepare(bad);
+    } catch (const liteattn::ArgumentError& e) {
+      return e.argument();
+    }
+    return std::string("<no ArgumentError>");
+  };
+  StateKey zero_tile = key, negative = key, huge = key;
+  zero_tile.tile = {0, 0};
+  negative.batch = -1;
+  huge.batch = huge.heads = std::int64_t(1) << 30;  // rows alone would need 2^60 words
+  for (const StateKey& bad : {zero_tile, negative, huge}) EXPECT_EQ(argument_of_prepare(bad), "state") << bad.describe();
+  // A valid new key whose allocation fails: the state keeps its key and its mask.
+  StateKey other = key;
+  other.len_k += 64;
+  fail_next = true;
+  EXPECT_THROW(state.prepare(other), std::bad_alloc);
+  fail_next = false;
+  EXPECT_TRUE(state.key() == key);
+  EXPECT_EQ(state.read_mask(), mask);
+}
+
 TEST(State, AllocatesOnlyWhenTheKeyChanges) {
   int allocations = 0, releases = 0;
   liteattn::StateAllocator counting;

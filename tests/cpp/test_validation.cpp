@@ -84,10 +84,14 @@ std::vector<BadCase> bad_cases() {
          a.q.shape[3] = a.k.shape[3] = a.v.shape[3] = a.out.shape[3] = 8;  // 64 and 128 only
        }},
       {"cpu_tile_on_cuda", "cpu_tile",
-       [](auto& a) {
-         for (auto* t : {&a.q, &a.k, &a.v, &a.out}) t->device = kCuda, t->dtype = DType::bf16;
+       [](auto& a) {  // a valid CUDA call but for cpu_tile: head dim 64, views over fake device addresses
+         std::uintptr_t address = std::uintptr_t(1) << 40;
+         for (auto* t : {&a.q, &a.k, &a.v, &a.out}) {
+           *t = liteattn::TensorView::contiguous(reinterpret_cast<void*>(address += std::uintptr_t(1) << 30), DType::bf16,
+                                                 kCuda, {t->shape[0], t->shape[1], t->shape[2], 64});
+         }
          a.lse.device = kCuda;
-         a.q.shape[3] = a.k.shape[3] = a.v.shape[3] = a.out.shape[3] = 64;  // a valid CUDA call but for cpu_tile
+         a.lse.data = reinterpret_cast<void*>(address + (std::uintptr_t(1) << 30));
        }},
       {"lse_dtype", "lse", [](auto& a) { a.lse.dtype = DType::bf16; }},
       {"lse_length", "lse", [](auto& a) { a.lse.shape[2] = 21; }},
@@ -101,6 +105,25 @@ std::vector<BadCase> bad_cases() {
       {"cpu_tile_zero", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{0, 8}; }},
       {"cpu_tile_huge", "cpu_tile", [](auto& a) { a.cpu_tile = TileShape{8, 5000}; }},
       {"cpu_threads", "cpu_threads", [](auto& a) { a.cpu_threads = -1; }},
+      {"cpu_threads_huge", "cpu_threads", [](auto& a) { a.cpu_threads = 100000; }},
+      {"scale_overflowing_log2e", "scale", [](auto& a) { a.scale = 3e38f; }},
+      {"q_dtype_unknown", "q", [](auto& a) { a.q.dtype = static_cast<DType>(7); }},
+      {"criterion_unknown", "criterion", [](auto& a) { a.skip.criterion = static_cast<liteattn::Criterion>(5); }},
+      {"order_unknown", "order", [](auto& a) { a.skip.order = static_cast<liteattn::VisitOrder>(9); }},
+      {"backend_unknown", "backend", [](auto& a) { a.backend = static_cast<liteattn::Backend>(9); }},
+      {"lse_rank6", "lse", [](auto& a) { a.lse.rank = 6; }},
+      // Past 2^31 - 1 (here key tiles too) the tile indices would wrap: a broadcast view of that length.
+      {"k_length_over_int32", "k",
+       [](auto& a) {
+         a.k.shape[1] = a.v.shape[1] = std::int64_t(1) << 31;
+         a.k.stride[1] = a.v.stride[1] = 0;
+       }},
+      // out is written while q, k and v are read: no overlap, no element written twice.
+      {"out_aliases_q", "out", [](auto& a) { a.out.data = a.q.data; }},
+      {"out_overlaps_k", "out", [](auto& a) { a.out.data = a.k.data; }},
+      {"out_broadcast", "out", [](auto& a) { a.out.stride[1] = 0; }},
+      {"out_interleaved", "out", [](auto& a) { a.out.stride[2] = 8; }},  // D = 16: rows of two heads share elements
+      {"lse_overlaps_out", "lse", [](auto& a) { a.lse.data = a.out.data; }},
       {"gpu_backend_for_cpu_tensors", "backend", [](auto& a) { a.backend = liteattn::Backend::sm80; }},
       {"threshold_positive", "threshold", [](auto& a) { a.skip.threshold = 0.5f; }},
       {"threshold_nan", "threshold", [](auto& a) { a.skip.threshold = kNaN; }},
@@ -129,6 +152,12 @@ std::vector<BadCase> bad_cases() {
          a.must_skip = {{8, 16}, {21, 24}};
        }},
   };
+}
+
+TEST(TensorView, ContiguousTakesAtMostFourDimensions) {
+  const auto t = liteattn::TensorView::contiguous(nullptr, DType::f32, {}, {2, 3, 4, 5});
+  EXPECT_EQ(t.stride, (std::array<std::int64_t, 4>{60, 20, 5, 1}));
+  EXPECT_EQ(argument_of([] { (void)liteattn::TensorView::contiguous(nullptr, DType::f32, {}, {1, 2, 3, 4, 5}); }), "shape");
 }
 
 class BadInput : public ::testing::TestWithParam<BadCase> {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <limits>
 #include <numbers>
 
 #include "reference_helpers.hpp"
@@ -129,6 +130,20 @@ TEST(Workload, PresetsAndBadConfigs) {
   c = small_config();
   c.steps = 0;
   EXPECT_EQ(argument([&] { VideoWorkload w(c); }), "steps");
+  for (float shift : {0.0f, -1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    c = small_config();
+    c.shift = shift;
+    EXPECT_EQ(argument([&] { VideoWorkload w(c); }), "shift") << shift;
+  }
+  // Steps run from 0 to `steps` (sigma 0, the trajectory's end); outside that, an error.
+  const VideoWorkload w(small_config());
+  const int steps = w.config().steps;
+  EXPECT_EQ(w.sigma(steps), 0.0f);
+  std::vector<float> q(std::size_t(w.config().tokens() * w.config().heads * w.config().head_dim)), k(q.size()), v(q.size());
+  for (int bad : {-1, steps + 1}) {
+    EXPECT_EQ(argument([&] { (void)w.sigma(bad); }), "step") << bad;
+    EXPECT_EQ(argument([&] { w.generate(bad, q.data(), k.data(), v.data()); }), "step") << bad;
+  }
 }
 
 struct TrajectoryResult {
