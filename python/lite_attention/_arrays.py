@@ -46,6 +46,11 @@ class ArrayLib:
         """The stride of the last dimension, in elements."""
         return self.strides(x)[-1]
 
+    def lazily_negated(self, x) -> bool:
+        """Whether x's memory holds the negation of its values (torch's lazy neg / conj bits),
+        which the binding would read as the values themselves."""
+        return False
+
     def signature(self, q, k, v):
         """A hashable value that determines everything check_qkv reads of q, k, v, or None when
         this library's calls are not worth caching (see _core.check_call)."""
@@ -169,7 +174,12 @@ class TorchLib(ArrayLib):
         if type(q) is not t or type(k) is not t or type(v) is not t or self.torch.compiler.is_compiling():
             return None
         return (q.shape, k.shape, v.shape, q.dtype, k.dtype, v.dtype, q.is_cuda, k.is_cuda, v.is_cuda, q.is_cpu,
-                k.is_cpu, v.is_cpu, q.get_device(), k.get_device(), v.get_device(), q.stride(), k.stride(), v.stride())
+                k.is_cpu, v.is_cpu, q.get_device(), k.get_device(), v.get_device(), q.stride(), k.stride(), v.stride(),
+                q.is_neg(), k.is_neg(), v.is_neg())
+
+    def lazily_negated(self, x):
+        # While torch.compile traces, the op's implementation checks the real tensors instead.
+        return not self.torch.compiler.is_compiling() and (x.is_neg() or x.is_conj())
 
     # State buffers are made outside inference mode: they are updated in place by every later
     # call, and torch forbids in-place updates of inference tensors outside inference mode.

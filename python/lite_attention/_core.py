@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from . import _ext
 from ._arrays import ArrayLib, torch_lib
+from ._checks import check_integer
 from ._ranges import Ranges
 
 CRITERIA = ("running", "previous")
@@ -85,6 +87,13 @@ def check_qkv(lib: ArrayLib, q, k, v, names=("query", "key", "value")) -> str:
             raise ValueError(f"{qn}: expected head_dim 64 or 128 on CUDA, got {D}")
     elif D > 512:
         raise ValueError(f"{qn}: expected head_dim <= 512, got {D}")
+    for x, n in ((q, qn), (k, kn), (v, vn)):
+        if lib.lazily_negated(x):
+            raise ValueError(f"{n}: expected a tensor without a pending negation (torch's lazy neg/conj bit); "
+                             f"call .resolve_neg() first")
+        if min(lib.strides(x)) < 0:
+            raise ValueError(f"{n}: expected non-negative strides, got strides {lib.strides(x)} "
+                             f"(call .copy() / numpy.ascontiguousarray)")
     if D != 1:
         for x, n in ((q, qn), (k, kn), (v, vn)):
             if lib.last_stride(x) != 1:
@@ -126,6 +135,10 @@ def check_call(lib: ArrayLib, q, k, v, criterion: str, cpu_tile=None, names=("qu
     return result
 
 
+# The kernels take scale * log2(e) as a float32: it must be finite, and scale must not round to 0.
+_MAX_SCALE = float(np.finfo(np.float32).max) / math.log2(math.e) * (1 - 1e-7)
+
+
 def check_scale(scale) -> Optional[float]:
     if scale is None:
         return None
@@ -133,9 +146,28 @@ def check_scale(scale) -> Optional[float]:
         s = float(scale)
     except (TypeError, ValueError):
         raise TypeError(f"scale: expected a positive number or None, got {scale!r}") from None
-    if not (math.isfinite(s) and s > 0):
-        raise ValueError(f"scale: expected a finite positive number or None (1/sqrt(head_dim)), got {scale!r}")
+    if not (math.isfinite(s) and 0 < s <= _MAX_SCALE and np.float32(s) > 0):
+        raise ValueError(f"scale: expected a positive number in float32's range (up to 2.3e38) or None "
+                         f"(1/sqrt(head_dim)), got {scale!r}")
     return s
+
+
+MAX_CPU_THREADS = 1024  # as the C++ core
+
+
+def check_cpu_threads(cpu_threads) -> int:
+    return check_integer(cpu_threads, "cpu_threads", 0, MAX_CPU_THREADS,
+                    f"an integer from 0 (all cores) to {MAX_CPU_THREADS}")
+
+
+def check_cpu_tile(cpu_tile) -> Optional[Tuple[int, int]]:
+    """None, or (rows, cols) with 1 <= rows, cols <= 4096, as a tuple of ints."""
+    if cpu_tile is None:
+        return None
+    what = "(rows, cols) with 1 <= rows, cols <= 4096"
+    if isinstance(cpu_tile, (str, bytes)) or not hasattr(cpu_tile, "__len__") or len(cpu_tile) != 2:
+        raise ValueError(f"cpu_tile: expected {what}, got {cpu_tile!r}")
+    return tuple(check_integer(x, "cpu_tile", 1, 4096, what) for x in cpu_tile)
 
 
 def _dev_str(dev) -> str:
@@ -229,6 +261,17 @@ def state_buffers(key: StateKey, export, mask, row_visits, row_max, kept, cumula
 
 
 # --- skip state -----------------------------------------------------------------------------
+# States holding a binding handle. Their handles are dropped at exit, before the interpreter tears
+# the extension down: states that outlive the program's code (held by torch.compile's caches, for
+# one) would otherwise be reported by nanobind as leaked StateBuffers.
+_WITH_HANDLES: "weakref.WeakSet[SkipState]" = weakref.WeakSet()
+
+
+@atexit.register
+def _drop_handles() -> None:
+    for state in list(_WITH_HANDLES):
+        state._handle = None
+
 @dataclass
 class SkipStats:
     """Counts read from one skip state (method.md section 4)."""
@@ -316,6 +359,7 @@ class SkipState:
         """The buffers as the binding takes them (checked against the key once, on first use)."""
         if self._handle is None:
             self._handle = state_buffers(self.key, self.lib.export, *self.buffers(), self.cumulative)
+            _WITH_HANDLES.add(self)
         return self._handle
 
     @staticmethod
@@ -334,6 +378,8 @@ class SkipState:
         self.key, self.lib = other.key, other.lib
         self.mask, self.row_visits, self.row_max, self.kept = other.buffers()
         self.cumulative, self._handle = other.cumulative, other._handle
+        if self._handle is not None:
+            _WITH_HANDLES.add(self)
 
     def clone(self) -> "SkipState":
         s = SkipState()

@@ -5,8 +5,8 @@ import warnings
 from typing import Dict, Hashable, Optional, Tuple
 
 from ._arrays import lib_of, torch_lib
-from ._core import (BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_call, check_option, check_scale,
-                    run)
+from ._core import (BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, SkipStats, check_call, check_cpu_threads,
+                    check_cpu_tile, check_option, check_scale, run)
 from ._ranges import normalize_ranges
 from .schedule import ThresholdSchedule, check_threshold
 
@@ -63,14 +63,8 @@ class LiteAttention:
         self.order = check_option(order, ORDERS, "order")
         self.backend = check_option(backend, BACKENDS, "backend")
         self._dense_queries = dense_queries
-        if cpu_tile is not None:
-            if len(cpu_tile) != 2 or not all(isinstance(x, int) and 1 <= x <= 4096 for x in cpu_tile):
-                raise ValueError(f"cpu_tile: expected (rows, cols) with 1 <= rows, cols <= 4096, got {cpu_tile!r}")
-            cpu_tile = (int(cpu_tile[0]), int(cpu_tile[1]))
-        self.cpu_tile = cpu_tile
-        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 0:
-            raise ValueError(f"cpu_threads: expected an integer >= 0, got {cpu_threads!r}")
-        self.cpu_threads = cpu_threads
+        self.cpu_tile = check_cpu_tile(cpu_tile)
+        self.cpu_threads = check_cpu_threads(cpu_threads)
         if use_int8:
             warnings.warn("LiteAttention(use_int8=True): INT8 QK is not implemented in this build; "
                           "running in the input dtype", RuntimeWarning, stacklevel=2)
@@ -196,8 +190,8 @@ class LiteAttention:
         checked = check_call(lib, query, key, value, self.criterion, self.cpu_tile)
         call_key = checked[1]  # the lengths from the call's state key: a tensor's .shape costs more
         opts = self._options(call_key.len_q, call_key.len_k, scale, must_do_list, must_skip_list, dense_queries)
-        if type(branch) is not str and not isinstance(branch, Hashable):  # str first: the ABC check is slow
-            raise TypeError(f"branch: expected a hashable name such as 'cond', got {type(branch).__name__}")
+        if type(branch) is not str and not _hashable(branch):  # str first: the ABC check is slow
+            raise TypeError(f"branch: expected a hashable name such as 'cond', got {branch!r}")
         enabled, threshold = self._skip_decision(lib, branch if step_key is None else step_key)
         state = None
         if self._enabled:
@@ -253,6 +247,14 @@ class LiteAttention:
         return (f"{type(self).__name__}(enable_skipping={self._enabled}, schedule={self._schedule!r}, "
                 f"criterion={self.criterion!r}, order={self.order!r}, backend={self.backend!r}, step={self.step}, "
                 f"branches={self.branches})")
+
+
+def _hashable(name) -> bool:
+    """Whether name can key a dict, without calling hash() (which torch.compile cannot trace): a
+    tuple is hashable only when its items are."""
+    if isinstance(name, tuple):
+        return all(_hashable(x) for x in name)
+    return isinstance(name, Hashable)
 
 
 class _StepCounter:
@@ -317,8 +319,8 @@ class SeqParallelLiteAttention(LiteAttention):
     """
 
     def __init__(self, num_nodes: Optional[int] = None, enable_skipping: bool = True,
-                 max_batch_size: Optional[int] = None, use_int8: bool = False, *,
-                 num_splits: Optional[int] = None, threshold: Optional[float] = DEFAULT_THRESHOLD, **kwargs):
+                 threshold: Optional[float] = DEFAULT_THRESHOLD, max_batch_size: Optional[int] = None,
+                 use_int8: bool = False, *, num_splits: Optional[int] = None, **kwargs):
         n = num_splits if num_splits is not None else num_nodes
         if n is None:
             raise TypeError("SeqParallelLiteAttention: expected num_nodes (or num_splits)")
@@ -343,11 +345,28 @@ class SeqParallelLiteAttention(LiteAttention):
 
     forward = __call__
 
-    def stats_for(self, branch: Optional[Hashable] = None, split_idx: Optional[int] = None) -> SkipStats:
+    # A split's state is keyed (branch, split_idx); a tuple branch without split_idx is such a key.
+    def _split_key(self, branch, split_idx):
         if split_idx is None and isinstance(branch, tuple):
-            return super().stats_for(branch)
-        b = DEFAULT_BRANCH if branch is None else branch
-        return super().stats_for((b, 0 if split_idx is None else split_idx))
+            return branch
+        return (DEFAULT_BRANCH if branch is None else branch, 0 if split_idx is None else split_idx)
+
+    def stats_for(self, branch: Optional[Hashable] = None, split_idx: Optional[int] = None) -> SkipStats:
+        return super().stats_for(self._split_key(branch, split_idx))
+
+    def state(self, branch: Optional[Hashable] = None, split_idx: Optional[int] = None) -> Optional[SkipState]:
+        """The SkipState of one split of a branch (split 0 unless split_idx is given)."""
+        return super().state(self._split_key(branch, split_idx))
+
+    def reset_skip_state(self, branch: Optional[Hashable] = None, split_idx: Optional[int] = None) -> None:
+        """Resets every state and the step (branch=None), every split of a branch, or one split."""
+        if branch is None and split_idx is None:
+            super().reset_skip_state()
+        elif split_idx is None and not isinstance(branch, tuple):
+            for i in range(self.num_splits):
+                super().reset_skip_state((branch, i))
+        else:
+            super().reset_skip_state(self._split_key(branch, split_idx))
 
     def all_splits(self, query, key, value, scale: Optional[float] = None, return_softmax_lse: bool = False, *,
                    branch: Optional[Hashable] = None):

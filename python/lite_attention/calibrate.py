@@ -16,7 +16,8 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 
 from ._arrays import lib_of
-from ._core import BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_option, run
+from ._core import (BACKENDS, CRITERIA, ORDERS, CallOptions, SkipState, check_call, check_cpu_threads, check_cpu_tile,
+                    check_option, check_scale, run)
 from .schedule import ThresholdSchedule, check_threshold
 
 DEFAULT_CANDIDATES = (0.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -8.0, -10.0, -12.0, -15.0, -20.0, -30.0)
@@ -79,6 +80,9 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
     check_option(criterion, CRITERIA, "criterion")
     check_option(order, ORDERS, "order")
     check_option(backend, BACKENDS, "backend")
+    scale = check_scale(scale)
+    tile = check_cpu_tile(cpu_tile)
+    cpu_threads = check_cpu_threads(cpu_threads)
     get, steps = _trajectory(trajectory, steps)
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= steps:
         raise ValueError(f"warmup_steps: expected an integer in [0, {steps}], got {warmup_steps!r}")
@@ -86,7 +90,6 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
     if not cands:
         raise ValueError("candidates: expected at least one threshold")
     budget_at = _budget(budget, early_budget, steps)
-    tile = None if cpu_tile is None else tuple(cpu_tile)
 
     def call(q, k, v, state, threshold, enabled=True):
         lib = lib_of(q, "q")
@@ -155,6 +158,8 @@ def calibrate(trajectory, steps: Optional[int] = None, *, budget: Union[float, S
 
 
 def _trajectory(trajectory, steps):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps: expected an integer >= 1 or None, got {steps!r}")
     if hasattr(trajectory, "generate") and hasattr(trajectory, "steps"):
         n = trajectory.steps if steps is None else steps
         if n > trajectory.steps:
@@ -165,6 +170,8 @@ def _trajectory(trajectory, steps):
             raise TypeError("steps: expected the number of steps for a callable trajectory")
         return trajectory, steps
     if isinstance(trajectory, (list, tuple)):
+        if not trajectory:
+            raise ValueError("trajectory: expected at least one step's (q, k, v)")
         n = len(trajectory) if steps is None else steps
         if n > len(trajectory):
             raise ValueError(f"steps: the trajectory has {len(trajectory)} steps, asked for {n}")
@@ -172,14 +179,27 @@ def _trajectory(trajectory, steps):
     raise TypeError("trajectory: expected a VideoWorkload, a callable step -> (q, k, v) or a list of (q, k, v)")
 
 
+def _error_bound(value, name: str) -> float:
+    """A relative-L1 error budget: a finite number >= 0."""
+    try:
+        b = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a relative-L1 error (a number >= 0), got {value!r}") from None
+    if not (math.isfinite(b) and b >= 0):
+        raise ValueError(f"{name}: expected a relative-L1 error (a finite number >= 0), got {value!r}")
+    return b
+
+
 def _budget(budget, early_budget, steps):
     if callable(budget):
-        return lambda s: float(budget(s))
+        return lambda s: _error_bound(budget(s), f"budget({s})")
     if isinstance(budget, (list, tuple)):
         if len(budget) < steps:
             raise ValueError(f"budget: expected {steps} per-step budgets, got {len(budget)}")
-        return lambda s: float(budget[s])
-    b = float(budget)
-    if not (b > 0 and math.isfinite(b)):
+        per_step = [_error_bound(b, f"budget[{s}]") for s, b in enumerate(budget[:steps])]
+        return lambda s: per_step[s]
+    b = _error_bound(budget, "budget")
+    if b == 0:
         raise ValueError(f"budget: expected a positive relative-L1 error, got {budget!r}")
-    return default_budget(b, early_budget, steps)
+    early = None if early_budget is None else _error_bound(early_budget, "early_budget")
+    return default_budget(b, early, steps)

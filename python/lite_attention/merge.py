@@ -46,8 +46,9 @@ def merge_attention(outs: Sequence, lses: Sequence, return_lse: bool = False):
 
         out = np.empty((B, L, H, D), dtype=outs[0].dtype)
         lse = np.empty((B, H, L), dtype=np.float32)
-        _ext.merge_attention([np.ascontiguousarray(o) if o.strides[-1] != o.itemsize else o for o in outs],
-                             [np.ascontiguousarray(l) for l in lses], out, lse)
+        x = lib.export  # bfloat16 (ml_dtypes) arrays go over as their bits
+        _ext.merge_attention([x(np.ascontiguousarray(o) if o.strides[-1] != o.itemsize else o) for o in outs],
+                             [np.ascontiguousarray(l) for l in lses], x(out), lse)
         return (out, lse) if return_lse else out
     return _merge_generic(lib, outs, lses, return_lse)
 

@@ -7,7 +7,8 @@ C++ ``liteattn::ThresholdSchedule``::
     {"warmup_steps": W, "thresholds": [t0, t1, ...]}
 
 Steps past the end of the list reuse the last threshold. Thresholds are in log2 units and <= 0
-(-inf keeps every tile). ``-Infinity`` is written for -inf, as the C++ side does.
+(-inf keeps every tile). -inf is written as ``-1e999`` (standard JSON, read back as -inf by every
+reader; ``-Infinity`` is read too), as the C++ side does.
 """
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ import math
 import os
 from typing import Iterable, List, Sequence, Union
 
+from ._checks import check_integer
+
+
+MAX_WARMUP_STEPS = 2**31 - 1  # the C++ schedule's int
+
 
 def check_threshold(t, name: str = "threshold") -> float:
     try:
+        if isinstance(t, (str, bytes)):
+            raise TypeError
         value = float(t)
     except (TypeError, ValueError):
         raise TypeError(f"{name}: expected a number <= 0 in log2 units (e.g. -10), got {t!r}") from None
@@ -36,15 +44,17 @@ class ThresholdSchedule:
     __slots__ = ("_thresholds", "_warmup")
 
     def __init__(self, thresholds: Union[float, Sequence[float]] = -10.0, warmup_steps: int = 0):
-        if isinstance(thresholds, (int, float)):
-            thresholds = [thresholds]
-        values = [check_threshold(t, "thresholds") for t in thresholds]
+        if isinstance(thresholds, (str, bytes)):
+            raise TypeError(f"thresholds: expected a number or a sequence of numbers <= 0, got {thresholds!r}")
+        try:
+            items = list(thresholds)
+        except TypeError:  # one number (a Python, NumPy or 0-dim torch scalar)
+            items = [thresholds]
+        values = [check_threshold(t, "thresholds") for t in items]
         if not values:
             raise ValueError("thresholds: expected at least one threshold")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps: expected an integer >= 0, got {warmup_steps!r}")
         self._thresholds: List[float] = values
-        self._warmup = warmup_steps
+        self._warmup = check_integer(warmup_steps, "warmup_steps", 0, MAX_WARMUP_STEPS, "an integer >= 0")
 
     @classmethod
     def constant(cls, threshold: float, warmup_steps: int = 0) -> "ThresholdSchedule":
@@ -83,14 +93,24 @@ class ThresholdSchedule:
         return {"warmup_steps": self._warmup, "thresholds": list(self._thresholds)}
 
     def to_json(self) -> str:
-        # json writes -inf as -Infinity, which is what the C++ reader accepts.
-        return json.dumps(self.to_dict())
+        # Standard JSON: -inf as -1e999 (json.dumps would write the non-standard -Infinity).
+        numbers = ", ".join("-1e999" if t == -math.inf else json.dumps(t) for t in self._thresholds)
+        return f'{{"warmup_steps": {self._warmup}, "thresholds": [{numbers}]}}'
 
     @classmethod
     def from_dict(cls, d: dict) -> "ThresholdSchedule":
+        """The JSON object's fields, with the C++ reader's rules: thresholds a list of numbers,
+        warmup_steps an integer (2.0 reads as 2)."""
         if not isinstance(d, dict) or "thresholds" not in d:
             raise ValueError('schedule: expected {"warmup_steps": W, "thresholds": [...]}')
-        return cls(list(d["thresholds"]), int(d.get("warmup_steps", 0)))
+        thresholds = d["thresholds"]
+        if not isinstance(thresholds, list) or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) for t in thresholds):
+            raise TypeError(f"thresholds: expected a list of numbers <= 0, got {thresholds!r}")
+        warmup = d.get("warmup_steps", 0)
+        if isinstance(warmup, float) and warmup.is_integer():
+            warmup = int(warmup)
+        return cls(thresholds, warmup)
 
     @classmethod
     def from_json(cls, text: str) -> "ThresholdSchedule":

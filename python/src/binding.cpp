@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -110,6 +111,14 @@ liteattn::AttentionArgs probe_args(std::int64_t batch, std::int64_t len_q, std::
                                    std::int64_t len_k, const std::string& dtype, const std::string& device_kind,
                                    int device_index, const std::string& criterion,
                                    std::optional<std::pair<int, int>> cpu_tile) {
+  constexpr std::int64_t kMaxDimension = std::numeric_limits<std::int32_t>::max();
+  const std::pair<const char*, std::int64_t> dimensions[] = {
+      {"batch", batch}, {"len_q", len_q}, {"heads", heads}, {"head_dim", head_dim}, {"len_k", len_k}};
+  for (const auto& [name, n] : dimensions)
+    if (n < 1 || n > kMaxDimension) fail(name, "expected 1 to 2^31 - 1, got " + std::to_string(n));
+  if (cpu_tile && (cpu_tile->first < 1 || cpu_tile->second < 1 || cpu_tile->first > 4096 || cpu_tile->second > 4096))
+    fail("cpu_tile", "expected (rows, cols) with 1 <= rows, cols <= 4096, got (" + std::to_string(cpu_tile->first) +
+                         ", " + std::to_string(cpu_tile->second) + ")");
   liteattn::AttentionArgs args;
   args.q.rank = 4;
   args.q.shape = {batch, len_q, heads, head_dim};
@@ -206,7 +215,9 @@ StateBuffers state_buffers(std::int64_t batch, std::int64_t len_q, std::int64_t 
                            const OptArray& mask, const OptArray& row_visits, const OptArray& row_max,
                            const OptArray& kept, const OptArray& cumulative) {
   const auto args = probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
-  const auto view = state_view(liteattn::state_key(args), mask, row_visits, row_max, kept, cumulative);
+  const auto key = liteattn::state_key(args);
+  key.check("state");
+  const auto view = state_view(key, mask, row_visits, row_max, kept, cumulative);
   return StateBuffers{*mask, *row_visits, *kept, row_max, cumulative, view};  // state_view checked them
 }
 
@@ -389,8 +400,10 @@ NB_MODULE(_ext, m) {
       [](std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim, std::int64_t len_k,
          const std::string& dtype, const std::string& device_kind, int device_index, const std::string& criterion,
          std::optional<std::pair<int, int>> cpu_tile) {
-        return describe_key(liteattn::state_key(
-            probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile)));
+        const auto key = liteattn::state_key(
+            probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile));
+        key.check("state_layout");  // the sizes below are exact only for a key that passes
+        return describe_key(key);
       },
       "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
       "criterion"_a, "cpu_tile"_a.none(), "The StateKey (sizes of the state buffers) a call with these arguments needs.");

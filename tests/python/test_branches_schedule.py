@@ -80,6 +80,40 @@ def test_schedule_json_matches_cpp_and_roundtrips(tmp_path):
         ThresholdSchedule.from_json("{not json")
 
 
+def test_schedule_json_is_standard_and_both_readers_agree():
+    s = ThresholdSchedule([-3.0, float("-inf")], warmup_steps=1)
+
+    def reject(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    for text in (s.to_json(), _ext.schedule_to_json(s.thresholds, 1)):
+        assert json.loads(text, parse_constant=reject) == {"warmup_steps": 1, "thresholds": [-3.0, float("-inf")]}
+    # What both accept, read alike (a repeated member keeps its last value; 2.0 is the integer 2).
+    for text in ('{"thresholds": [-1], "thresholds": [-2, -Infinity], "warmup_steps": 2.0, "note": null}',
+                 '{"meta": ["]", {"a": true}], "warmup\\u005fsteps": 1, "thresholds": [-1e999]}'):
+        python = ThresholdSchedule.from_json(text)
+        assert (python.thresholds, python.warmup_steps) == tuple(_ext.schedule_from_json(text)), text
+    # What both reject, each naming the field.
+    for text, field in (('{"thresholds": ["-5"]}', "thresholds"), ('{"thresholds": -5}', "thresholds"),
+                        ('{"thresholds": [-1], "warmup_steps": "2"}', "warmup_steps"),
+                        ('{"thresholds": [-1], "warmup_steps": true}', "warmup_steps"),
+                        ('{"thresholds": [-1], "warmup_steps": 2.5}', "warmup_steps"),
+                        ('{"thresholds": [-1], "warmup_steps": 3000000000}', "warmup_steps")):
+        with pytest.raises((TypeError, ValueError), match=f"^{field}: |{field}"):
+            ThresholdSchedule.from_json(text)
+        with pytest.raises((TypeError, ValueError), match=f"{field}|schedule"):
+            _ext.schedule_from_json(text)
+
+
+def test_schedule_takes_numpy_and_torch_scalars():
+    assert ThresholdSchedule(np.float32(-5)).thresholds == [-5.0]
+    assert ThresholdSchedule(np.array([-5.0, -2.0]), warmup_steps=np.int64(1)).warmup_steps == 1
+    torch = pytest.importorskip("torch")
+    assert ThresholdSchedule(torch.tensor(-5.0)).thresholds == [-5.0]
+    with pytest.raises(TypeError, match="^thresholds: "):
+        ThresholdSchedule("-5")
+
+
 def test_schedule_applies_per_step_thresholds_and_warmup():
     sched = ThresholdSchedule([-30.0, -30.0, -1.0, -0.5], warmup_steps=2)
     attn = LiteAttention(schedule=sched, cpu_tile=(16, 16))

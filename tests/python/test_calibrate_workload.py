@@ -68,6 +68,25 @@ def test_calibrate_accepts_callables_and_lists():
         la.calibrate(traj, steps=5)
 
 
+@pytest.mark.parametrize("args,kwargs,exc,pattern", [
+    (([],), {}, ValueError, r"^trajectory: expected at least one step"),
+    ((None,), dict(steps=-1), ValueError, r"^steps: expected an integer >= 1"),
+    ((None,), dict(steps=1.5), ValueError, r"^steps: expected an integer >= 1"),
+    ((None,), dict(scale="a"), TypeError, r"^scale: "),
+    ((None,), dict(cpu_threads="x"), TypeError, r"^cpu_threads: "),
+    ((None,), dict(cpu_tile=(0, 4)), ValueError, r"^cpu_tile: "),
+    ((None,), dict(budget="a"), TypeError, r"^budget: "),
+    ((None,), dict(budget=float("nan")), ValueError, r"^budget: "),
+    ((None,), dict(early_budget=float("nan")), ValueError, r"^early_budget: "),
+    ((None,), dict(budget=[0.01, -1.0, 0.01, 0.01]), ValueError, r"^budget\[1\]: "),
+])
+def test_calibrate_argument_errors(args, kwargs, exc, pattern):
+    w = small_workload(steps=4)
+    trajectory = [w.generate(s) for s in range(4)] if args[0] is None else args[0]
+    with pytest.raises(exc, match=pattern):
+        la.calibrate(trajectory, cpu_tile=kwargs.pop("cpu_tile", (16, 16)), **kwargs)
+
+
 def test_relative_l1():
     a = np.ones((1, 4, 1, 2), np.float32)
     assert la.relative_l1(a * 1.1, a) == pytest.approx(0.1, rel=1e-5)

@@ -29,6 +29,7 @@ def call(*args, **kwargs):
     ((randn((1, 8, 1, 600)),) * 3, ValueError, r"query: expected head_dim <= 512, got 600"),
     ((Q[..., ::2], Q[..., ::2], Q[..., ::2]), ValueError, r"query: expected a unit stride in the last \(head_dim\)"),
     ((Q[:, :0], Q, Q), ValueError, r"query: expected every dimension >= 1 .* got shape \(1, 0, 2, 32\)"),
+    ((Q[:, ::-1], Q, Q), ValueError, r"query: expected non-negative strides, got strides \(4096, -64, 32, 1\)"),
 ])
 def test_tensor_errors(args, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -47,9 +48,13 @@ def test_tensor_errors(args, exc, pattern):
     (dict(must_do_list="0,10"), TypeError, r"must_do_list: expected ranges as \[\(start, end\), ...\]"),
     (dict(must_skip_list=[(-1, 5)]), ValueError, r"must_skip_list: range 0 \[-1, 5\)"),
     (dict(must_do_list=[0, 10], must_skip_list=[5, 20]), ValueError, r"must_skip_list: range \[5, 20\) overlaps must_do_list"),
-    (dict(scale=-1.0), ValueError, r"scale: expected a finite positive number"),
+    (dict(scale=-1.0), ValueError, r"scale: expected a positive number in float32's range"),
     (dict(scale="big"), TypeError, r"scale: expected a positive number"),
+    # Beyond float32 (the kernels' scale * log2(e)): named here, not as "got inf" / "got 0" later.
+    (dict(scale=1e300), ValueError, r"scale: expected a positive number in float32's range"),
+    (dict(scale=1e-300), ValueError, r"scale: expected a positive number in float32's range"),
     (dict(branch=["cond"]), TypeError, r"branch: expected a hashable name"),
+    (dict(branch=("cond", [1])), TypeError, r"branch: expected a hashable name"),
 ])
 def test_argument_errors(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -64,12 +69,45 @@ def test_argument_errors(kwargs, exc, pattern):
     (dict(order="random"), ValueError, r"order: expected one of 'descending', 'alternate', 'diagonal_first'"),
     (dict(backend="sm70"), ValueError, r"backend: expected one of 'auto', 'cpu', 'sm90', 'sm80', got 'sm70'"),
     (dict(cpu_tile=(0, 16)), ValueError, r"cpu_tile"),
+    (dict(cpu_tile=5), ValueError, r"cpu_tile: expected \(rows, cols\)"),
+    (dict(cpu_tile=(16.0, 16)), TypeError, r"cpu_tile: expected \(rows, cols\)"),
     (dict(cpu_threads=-1), ValueError, r"cpu_threads"),
+    (dict(cpu_threads="x"), TypeError, r"cpu_threads: expected an integer"),
+    (dict(cpu_threads=100000), ValueError, r"cpu_threads: expected an integer from 0 \(all cores\) to 1024"),
     (dict(schedule=[-1.0]), TypeError, r"schedule: expected a ThresholdSchedule"),
 ])
 def test_constructor_errors(ctor, exc, pattern):
     with pytest.raises(exc, match=pattern):
         LiteAttention(**ctor)
+
+
+def test_numpy_integers_are_integers():
+    attn = LiteAttention(cpu_tile=(np.int64(16), np.int32(16)), cpu_threads=np.int64(2))
+    assert attn.cpu_tile == (16, 16) and type(attn.cpu_tile[0]) is int and attn.cpu_threads == 2
+
+
+@pytest.mark.parametrize("kwargs,exc,pattern", [
+    (dict(cpu_tile=(0, 4)), ValueError, r"cpu_tile: expected \(rows, cols\) with 1 <= rows, cols <= 4096"),
+    (dict(cpu_tile=5), ValueError, r"cpu_tile"),
+    (dict(cpu_threads="x"), TypeError, r"cpu_threads"),
+    (dict(threshold=None), TypeError, r"threshold: expected a number <= 0"),
+    (dict(threshold=1.0), ValueError, r"threshold: expected a number <= 0"),
+])
+def test_functional_attention_errors(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        la.attention(Q, Q, Q, la.SkipState(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(cpu_tile=(0, 4)), "cpu_tile"), (dict(cpu_tile=(4, 0)), "cpu_tile"), (dict(batch=-1), "batch"),
+    (dict(len_k=0), "len_k"), (dict(heads=2**31), "heads"),
+])
+def test_state_layout_errors_name_the_argument(kwargs, argument):
+    # (Once a SIGFPE: a zero tile reached the key's tile arithmetic.)
+    args = dict(batch=1, len_q=100, heads=2, head_dim=64, device="cpu")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^{argument}: "):
+        la.state_layout(**args)
 
 
 def test_rejected_call_leaves_state_and_step_as_they_were():

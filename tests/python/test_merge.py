@@ -48,6 +48,17 @@ def test_merge_errors():
         la.merge_attention(outs, [lses[0].astype(np.float16), lses[1]])
 
 
+def test_merge_bfloat16_numpy_parts():
+    # LiteAttention returns ml_dtypes.bfloat16 arrays for bfloat16 NumPy inputs: merge takes them too.
+    ml = pytest.importorskip("ml_dtypes")
+    q, k, v = (randn((1, 20, 2, 8), s).astype(ml.bfloat16) for s in (1, 2, 3))
+    attn = la.SeqParallelLiteAttention(2, cpu_tile=(16, 16))
+    merged = attn.all_splits(q, k, v)
+    assert merged.dtype == ml.bfloat16
+    f32 = lambda x: x.astype(np.float32)  # noqa: E731
+    np.testing.assert_allclose(f32(merged), reference(f32(q), f32(k), f32(v))[0], atol=2e-2)
+
+
 @pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
 def test_torch_merge_matches_core():
     import torch

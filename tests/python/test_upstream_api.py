@@ -198,6 +198,28 @@ def test_seq_parallel_upstream_call_and_merge():
     assert SeqParallelLiteAttention(num_splits=2).num_splits == 2
 
 
+def test_seq_parallel_positional_arguments_are_upstreams():
+    # Upstream: SeqParallelLiteAttention(num_nodes, enable_skipping, threshold, max_batch_size).
+    attn = SeqParallelLiteAttention(4, True, -6.0, 2)
+    assert attn.num_nodes == 4 and attn.enable_skipping and attn.threshold == -6.0
+
+
+def test_seq_parallel_state_and_reset_by_branch_name():
+    q, k, v = qkv(L=160, seed=3)
+    attn = SeqParallelLiteAttention(2, threshold=0.0, cpu_tile=(16, 16))
+    for _ in range(2):
+        for branch in ("cond", "uncond"):
+            attn(q, k[:, :80], v[:, :80], 0, branch=branch)
+            attn(q, k[:, 80:], v[:, 80:], 1, branch=branch)
+    assert attn.state("cond") is attn.state("cond", 0) and attn.state("cond", 1) is not None
+    assert all(attn.stats_for(b, i).next_sparsity > 0 for b in ("cond", "uncond") for i in (0, 1))
+    attn.reset_skip_state("cond")  # every split of that branch, and nothing else
+    assert all(attn.stats_for("cond", i).calls == 0 for i in (0, 1))
+    assert all(attn.stats_for("uncond", i).next_sparsity > 0 for i in (0, 1))
+    attn.reset_skip_state("uncond", 1)  # one split
+    assert attn.stats_for("uncond", 1).calls == 0 and attn.stats_for("uncond", 0).calls == 2
+
+
 def test_works_without_torch():
     import subprocess
     import sys
