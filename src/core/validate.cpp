@@ -56,6 +56,22 @@ bool ranges_overlap(const std::vector<TokenRange>& a, const std::vector<TokenRan
   return false;
 }
 
+// Where the outputs live, once every rule of shape, type and device holds: out is written while
+// q, k and v are read (by other query tiles; on the GPU by other CTAs), so no output may overlap
+// an input or itself.
+void check_memory(const AttentionArgs& args) {
+  check_writable_layout(args.out, "out");
+  for (const auto* input : {&args.q, &args.k, &args.v}) {
+    require(!overlaps(args.out, *input), "out", [&] {
+      return std::string("expected memory apart from ") + (input == &args.q ? "q" : input == &args.k ? "k" : "v") +
+             ", got overlapping views";
+    });
+  }
+  if (args.lse.defined())
+    for (const auto* other : {&args.q, &args.k, &args.v, &args.out})
+      require(!overlaps(args.lse, *other), "lse", "expected memory apart from q, k, v and out, got overlapping views");
+}
+
 }  // namespace
 
 Backend validate_without_state(const AttentionArgs& args) {
@@ -90,14 +106,6 @@ Backend validate_without_state(const AttentionArgs& args) {
   });
   require(args.out.shape == q.shape, "out",
           [&] { return "expected the shape of q " + shape_string(q) + ", got " + shape_string(args.out); });
-  // out is written while q, k and v are read (by other query tiles, on the GPU by other CTAs).
-  check_writable_layout(args.out, "out");
-  for (const auto* input : {&args.q, &args.k, &args.v}) {
-    require(!overlaps(args.out, *input), "out", [&] {
-      return std::string("expected memory apart from ") + (input == &args.q ? "q" : input == &args.k ? "k" : "v") +
-             ", got overlapping views";
-    });
-  }
 
   if (q.device.kind == DeviceKind::cuda) {
     require(q.dtype != DType::f32, "q", "expected bfloat16 or float16 on CUDA, got float32", ArgumentError::Kind::type);
@@ -120,8 +128,6 @@ Backend validate_without_state(const AttentionArgs& args) {
     });
     require(lse.stride[2] == 1 && lse.stride[1] == Lq && lse.stride[0] == H * Lq, "lse",
             "expected a contiguous tensor");
-    for (const auto* other : {&args.q, &args.k, &args.v, &args.out})
-      require(!overlaps(lse, *other), "lse", "expected memory apart from q, k, v and out, got overlapping views");
   }
 
   if (args.scale) {
@@ -165,6 +171,7 @@ Backend validate_without_state(const AttentionArgs& args) {
   if (backend == Backend::sm90) check_sm90_args(args);
   if (backend == Backend::sm80) check_sm80_args(args);
 #endif
+  check_memory(args);
   return backend;
 }
 

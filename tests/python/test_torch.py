@@ -357,7 +357,7 @@ class M(torch.nn.Module):
     def forward(self, q):
         return self.attn(q, q, q)
 q = torch.randn(1, 64, 2, 16)
-eager, compiled = M(), torch.compile(M(), fullgraph=True)
+eager, compiled = M(), torch.compile(M(), fullgraph=True, backend="eager")
 eager(q)     # a state with a binding handle, alive until the interpreter's teardown
 compiled(q)
 print("ran")
