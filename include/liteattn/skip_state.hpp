@@ -118,7 +118,9 @@ class SkipState {
   const StateKey& key() const { return view_.key; }
   const SkipStateView& view() const { return view_; }
 
-  // Copies the current masks to the host: rows * words words, row-major over (b, h, i).
+  // Copies the current masks to the host: rows * words words, row-major over (b, h, i). These
+  // inspection reads (and the ones below) of a CUDA state wait for all of its GPU's work first,
+  // whatever stream the calls ran on; not for the hot path or inside a CUDA graph capture.
   std::vector<std::uint32_t> read_mask() const;   // what the next call reads
   std::vector<std::uint32_t> last_read_mask() const;  // what the last call read
   std::vector<std::uint32_t> row_visits() const;

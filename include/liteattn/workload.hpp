@@ -1,4 +1,4 @@
-// The synthetic video workload (design.md): video-DiT-like attention inputs along a denoising
+// The synthetic video workload: video-DiT-like attention inputs along a denoising
 // trajectory, deterministic by seed. Results on it are results on a synthetic workload, never on
 // a real model.
 //

@@ -1,4 +1,4 @@
-"""The synthetic video workload (design.md): video-DiT-like attention inputs along a denoising
+"""The synthetic video workload (include/liteattn/workload.hpp): video-DiT-like attention inputs along a denoising
 trajectory, deterministic by seed, from the C++ generator. Results on it are results on a
 synthetic workload, never on a real model."""
 from __future__ import annotations

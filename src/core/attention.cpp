@@ -86,6 +86,9 @@ Backend select_backend(const AttentionArgs& args) {
   if (args.backend == Backend::cpu)
     throw ArgumentError("backend", "the CPU reference needs CPU tensors; these are on " + to_string(args.q.device));
 #if defined(LITEATTN_WITH_CUDA)
+  const int count = cuda_device_count();
+  if (args.q.device.index >= count)
+    throw ArgumentError("q", "expected a GPU index in [0, " + std::to_string(count) + "), got " + to_string(args.q.device));
   const int capability = cuda_device_capability(args.q.device.index);
   const bool hopper = capability == kHopperCapability, portable = capability >= kPortableMinCapability;
   if (args.backend == Backend::sm90 && !hopper)

@@ -27,8 +27,8 @@ namespace {
 // grow), which is what a looser threshold pays for.
 //
 // The first constants spread a log-uniformly over the heads (0.5, 0.17, 0.058, 0.02): final
-// sparsity at -10 was 11.6% (alternate; 7.9% descending), far below the 25-45% that design.md
-// asks for. Video DiTs have more local than global heads, so a is now log-spaced with the
+// sparsity at -10 was 11.6% (alternate; 7.9% descending), far below the 25-45% the workload
+// is built to give (tests/cpp/test_workload_character.cpp). Video DiTs have more local than global heads, so a is now log-spaced with the
 // spacing squeezed towards the local end: a_h = kMostLocal * (kMostGlobal / kMostLocal)^(f^p),
 // f = h / (H - 1), p = kLocalSkew. With p = 4 the default's heads get a = 0.5, 0.49, 0.27, 0.02
 // and the paper configuration measures (liteattn demo --order alternate --criterion running):

@@ -21,10 +21,13 @@ std::string chunk_load_violation(const TensorView& t, const std::string& kernel)
 }
 
 void check_32_bit_indexing(const AttentionArgs& args, TileShape tile, const std::string& kernel) {
-  const std::int64_t len_q = args.q.shape[1], len_k = args.k.shape[1];
-  if (len_q >= (std::int64_t(1) << 31) || len_k >= (std::int64_t(1) << 31) ||
-      args.q.shape[0] * args.q.shape[2] * ceil_div(len_q, tile.m) >= (std::int64_t(1) << 31))
-    throw UnsupportedError("the " + kernel + " indexes sequences and work tiles with 32-bit integers");
+  // Positions run to the end of the last tile (padding included), so the lengths rounded up to
+  // whole tiles must stay below 2^31 too.
+  constexpr std::int64_t kLimit = std::int64_t(1) << 31;
+  const std::int64_t q_tiles = ceil_div(args.q.shape[1], tile.m), k_tiles = ceil_div(args.k.shape[1], tile.n);
+  if (q_tiles * tile.m >= kLimit || k_tiles * tile.n >= kLimit || args.q.shape[0] * args.q.shape[2] * q_tiles >= kLimit)
+    throw UnsupportedError("the " + kernel + " indexes sequences and work tiles with 32-bit integers: Lq and Lk "
+                           "rounded up to whole tiles, and B * H * query tiles, must stay below 2^31");
 }
 
 void check_pair_stores(const TensorView& out, const std::string& kernel) {

@@ -98,6 +98,9 @@ void cuda_release(void* ptr, int device) {
 
 void cuda_copy_to_host(void* host, const void* device_ptr, std::size_t bytes, int device) {
   cuda::DeviceGuard guard(device);
+  // These copies inspect a state after calls on any stream, including non-blocking ones that a
+  // plain cudaMemcpy (legacy default stream) is not ordered after: the device's work first.
+  LITEATTN_CUDA_CHECK(cudaDeviceSynchronize());
   LITEATTN_CUDA_CHECK(cudaMemcpy(host, device_ptr, bytes, cudaMemcpyDeviceToHost));
 }
 

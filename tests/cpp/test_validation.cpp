@@ -1,5 +1,6 @@
-// Every bad-input rule of design.md: a clear liteattn::ArgumentError naming the argument, and
-// a rejected call leaves the outputs and the state exactly as they were.
+// Every bad-input rule of the contract (docs/method.md, include/liteattn/attention.hpp): a clear
+// liteattn::ArgumentError naming the argument, and a rejected call leaves the outputs and the
+// state exactly as they were.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -350,5 +351,13 @@ TEST(Validation, KernelRulesRejectMisalignedViews) {
   // Which is why a Hopper GPU falls back to the portable kernel for such shapes.
   EXPECT_TRUE(liteattn::sm90_serves_shape(a));
   EXPECT_FALSE(liteattn::sm90_serves_shape(long_keys));
+  // Key positions run to the end of the last tile: a broadcast K / V of 2^31 - 1 keys would wrap
+  // the portable kernel's 32-bit positions in its last tile (padding keys entered the softmax).
+  liteattn::AttentionArgs near_2_31 = a;
+  near_2_31.k.shape[1] = near_2_31.v.shape[1] = (std::int64_t(1) << 31) - 1;
+  near_2_31.k.stride[0] = near_2_31.k.stride[1] = near_2_31.v.stride[0] = near_2_31.v.stride[1] = 0;
+  EXPECT_THROW(liteattn::check_sm80_args(near_2_31), liteattn::UnsupportedError);
+  near_2_31.k.shape[1] = near_2_31.v.shape[1] = (std::int64_t(1) << 31) - 1024;  // whole tiles stay below 2^31
+  EXPECT_NO_THROW(liteattn::check_sm80_args(near_2_31));
 }
 #endif

@@ -1,4 +1,4 @@
-// The synthetic video workload (design.md): deterministic by seed, built as documented, and
+// The synthetic video workload (include/liteattn/workload.hpp): deterministic by seed, built as documented, and
 // keeping its character along a trajectory with the paper's criterion.
 #include <gtest/gtest.h>
 

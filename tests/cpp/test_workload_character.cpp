@@ -1,4 +1,4 @@
-// The synthetic video workload keeps its character (design.md, "The synthetic video workload"):
+// The synthetic video workload keeps its character (include/liteattn/workload.hpp):
 // on the default reduced shape (5 x 12 x 16 tokens, 4 heads, head dim 128, 20 steps, bf16, CPU
 // tile 64 x 64 as the demo uses) with the paper's configuration (criterion `running`, order
 // `alternate`), threshold -10 gives about 25-45% final tile sparsity at below 1% relative L2

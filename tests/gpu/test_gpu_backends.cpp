@@ -829,6 +829,29 @@ TEST(GpuBackend, CudaGraphReplayMatchesDirectCalls) {
   cudaStreamDestroy(stream);
 }
 
+// A state's inspection reads wait for the calls before them whatever their stream: a plain copy
+// on the legacy default stream is not ordered after work on a non-blocking stream.
+TEST(GpuBackend, StateReadsWaitForCallsOnNonBlockingStreams) {
+  Problem p(1, 16384, 16384, 8, 8, 128, DType::bf16);  // milliseconds per call: reads land mid-call
+  p.randomize(23);
+  p.add_locality(0.002);
+  DeviceProblem d(p, false);
+  d.skip_alternating();
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  d.args.stream = stream;
+  SkipState state;
+  liteattn::attention(d.args, state);
+  liteattn::attention(d.args, state);  // reads the first call's votes: skips, and writes new ones
+  const std::int64_t computed_right_after = state.stats().computed();
+  const auto mask_right_after = state.read_mask();
+  CUDA_OK(cudaStreamSynchronize(stream));
+  EXPECT_EQ(computed_right_after, state.stats().computed());
+  EXPECT_TRUE(mask_right_after == state.read_mask()) << "the mask read right after the call differs";
+  EXPECT_GT(state.stats().last_sparsity(), 0.0) << "the second call must skip for this test to tell";
+  cudaStreamDestroy(stream);
+}
+
 TEST(GpuBackend, BadInputsGiveClearErrors) {
   Problem p(1, 256, 256, 2, 2, 128, DType::bf16);
   p.randomize(5);
@@ -872,6 +895,13 @@ TEST(GpuBackend, BadInputsGiveClearErrors) {
     AttentionArgs a = good;
     a.k.shape[1] = 200;
     expect_argument_error(a, "v", "k and v shapes differ");
+  }
+  {
+    AttentionArgs a = good;
+    int count = 0;
+    CUDA_OK(cudaGetDeviceCount(&count));
+    for (auto* t : {&a.q, &a.k, &a.v, &a.out}) t->device.index = count;
+    expect_argument_error(a, "q", "a GPU index past the machine's GPUs");
   }
   {
     AttentionArgs a = good;
