@@ -99,6 +99,62 @@ def test_a_pipeline_run_as_is_keeps_branches_apart_and_starts_each_video_afresh(
     assert not model._forward_pre_hooks and not model._forward_hooks
 
 
+def test_the_explicit_loop_also_starts_each_video_afresh():
+    """The documented loop (set_step and branch()) on a default install: the second video equals a
+    fresh model's first, so no skip state carries over from one video into the next."""
+    options = dict(threshold=-1.0, cpu_tile=(16, 16))
+    fresh = tiny_wan()
+    la_diffusers.install(fresh, **options)
+    want = cfg_steps(fresh, *inputs())
+    model = tiny_wan()
+    attns = la_diffusers.install(model, **options)
+    for video in range(2):
+        assert torch.equal(cfg_steps(model, *inputs()), want), f"video {video}"
+        assert all(a.stats_for("cond").calls == 4 for a in attns)
+
+
+def test_every_layer_follows_the_sampler_steps_when_a_block_sits_out():
+    """A block cache leaves a block out of some passes: its LiteAttention still takes each pass's
+    step (and so its threshold) from the sampler, not from its own count of calls."""
+    schedule = la.ThresholdSchedule([-30.0, -20.0, -10.0, -5.0], warmup_steps=1)
+    model = tiny_wan()
+    attns = la_diffusers.install(model, schedule=schedule, cpu_tile=(16, 16))
+    block = model.blocks[1]
+    original, sit_out = block.forward, [False]
+    block.forward = lambda hidden_states, *args, **kwargs: (
+        hidden_states if sit_out[0] else original(hidden_states, *args, **kwargs))
+    latents, text = inputs()
+    with torch.no_grad():
+        for step, t in enumerate((900, 700, 500, 300)):
+            sit_out[0] = step in (1, 2)  # the second layer's attention runs at steps 0 and 3 only
+            for _ in range(2):  # the CFG passes
+                model(latents, torch.tensor([t]), text)
+            assert [a.step for a in attns] == [step, step]
+    assert attns[1].threshold == -5.0 and attns[1].stats_for(0).calls == 1  # one skipping call (step 0 is warm-up)
+
+
+def test_install_misuse_is_named():
+    model = tiny_wan()
+    attns = la_diffusers.install(model, threshold=-3.0)
+    assert la_diffusers.install(model) == attns  # again, no arguments: the installed ones
+    with pytest.raises(ValueError, match=r"^enable_skipping, threshold: these modules already have a LiteAttention"):
+        la_diffusers.install(model, threshold=-1.0, enable_skipping=False)  # never silently dropped
+    assert all(a.threshold == -3.0 for a in attns)
+    la_diffusers.uninstall(model)
+    with pytest.raises(TypeError, match=r"^lite_attention: install\(\) gives every module its own LiteAttention"):
+        la_diffusers.install(model, lite_attention=la.LiteAttention())
+
+    class Pipeline:
+        transformer = model
+
+    with pytest.raises(TypeError, match=r"^model: expected the pipeline's transformer"):
+        la_diffusers.install(Pipeline())
+    with pytest.raises(TypeError, match=r"^model: got a torch.compile'd module"):
+        la_diffusers.install(torch.compile(model))
+    assert not any(isinstance(getattr(m, "processor", None), la_diffusers.LiteAttentionProcessor)
+                   for m in model.modules())
+
+
 class BranchRecorder(torch.nn.Module):
     """A stand-in transformer: records the branch each pass runs on; holds one LiteAttention."""
 

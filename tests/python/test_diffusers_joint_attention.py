@@ -193,6 +193,21 @@ def test_dense_lite_attention_matches_diffusers(kind):
     la_diffusers.uninstall(model)
 
 
+@pytest.mark.parametrize("kind", [pytest.param(HunyuanVideo, id="HunyuanVideo"), pytest.param(CogVideoX, id="CogVideoX")])
+def test_the_instances_dense_queries_stay_dense_beside_the_text(kind):
+    """install(dense_queries=...) on joint attention: those video rows run dense as well as the
+    text's (the text's range used to replace them)."""
+    rows = (64, 96) if kind is HunyuanVideo else (72, 104)  # video rows: text last / first
+    model = kind.model()
+    attns = la_diffusers.install(model, threshold=0.0, cpu_tile=(16, 16), dense_queries=[rows])
+    x = kind.inputs()
+    for t in (900, 700, 500, 300):
+        kind.forward(model, x, t=t)
+    kept = attns[0].state(0).tile_mask()
+    assert kept[:, :, rows[0] // 16:-(-rows[1] // 16)].all(), "a dense query tile skipped a key tile"
+    assert not kept.all(), "threshold 0 must skip elsewhere for this test to tell"
+
+
 def test_a_batch_with_different_text_lengths_falls_through_to_diffusers():
     model = HunyuanVideo.model()
     x = HunyuanVideo.inputs(real_text=(5, 3))

@@ -76,6 +76,23 @@ def test_ulysses_shards_match_the_whole_sequence_on_the_cpu(tmp_path):
     spawn(tmp_path, "gloo", video, 2, "float32", dict(threshold=-2.0, cpu_tile=(16, 16)))
 
 
+def outside_rank_main(rank, init_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=RANKS)
+    try:
+        group = dist.new_group([0])  # every rank creates it; rank 1 is not a member
+        if rank == 1:
+            x = torch.randn(1, 8, 4, 32)
+            with pytest.raises(ValueError, match="^group: this rank .* is not a member of the process group"):
+                UlyssesLiteAttention(group=group)(x, x, x)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_group_without_this_rank_is_named(tmp_path):
+    mp.spawn(outside_rank_main, args=(str(tmp_path / "rendezvous"),), nprocs=RANKS)
+
+
 def test_without_an_initialized_group_the_call_says_so():
     x = torch.randn(1, 8, 2, 32)
     with pytest.raises(RuntimeError, match="torch.distributed is not initialized"):

@@ -30,6 +30,8 @@ def _ranks(group) -> int:
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("UlyssesLiteAttention: torch.distributed is not initialized "
                            "(call torch.distributed.init_process_group first)")
+    if dist.get_rank(group) < 0:  # torch answers -1 (and a world size of -1) for a group without this rank
+        raise ValueError(f"group: this rank (global rank {dist.get_rank()}) is not a member of the process group")
     return dist.get_world_size(group)
 
 

@@ -77,6 +77,7 @@ def record(model, layer: int = 0, branch: Optional[Hashable] = 0, heads: Optiona
         its bounds must be multiples of the group size, and the key/value heads of those groups
         are kept.
     Raises ValueError at the end when the layer made no call on that branch."""
+    _check_model(model)
     processors = [m.processor for _, m in model.named_modules()
                   if isinstance(getattr(m, "processor", None), LiteAttentionProcessor)]
     if not processors:
@@ -125,33 +126,58 @@ def install(model, select: Callable[[str, object], bool] = _self_attention, auto
     """Gives every selected attention module (default: self-attention, named attn1, and the joint
     video-text attention of HunyuanVideo's and HunyuanVideo 1.5's blocks) a LiteAttentionProcessor
     with its own LiteAttention(**lite_attention_kwargs); returns them in module order. Installing
-    twice leaves the existing ones in place.
+    again without arguments returns the existing ones; with arguments it is an error (uninstall
+    first), so that new arguments are never silently dropped.
 
     auto_branches: follow the sampler through the model's timestep argument (see _Trajectory):
-    the passes of a denoising step run on branches 0, 1, ... and a new video resets the states,
+    the passes of a denoising step run on branches 0, 1, ..., every layer's step follows the
+    sampler's steps (also layers that a block cache leaves out), and a new video resets the states,
     so ``pipe(prompt)`` needs no further code. Explicit ``branch()`` contexts and ``set_step`` take
-    over where used."""
+    over where used (a new video still resets the states)."""
+    _check_model(model)
+    if "lite_attention" in lite_attention_kwargs:
+        raise TypeError("lite_attention: install() gives every module its own LiteAttention (one shared instance "
+                        "would mix the layers' states and steps); pass LiteAttention's arguments instead")
     if auto_branches and "timestep" not in inspect.signature(model.forward).parameters:
         raise ValueError(f"auto_branches: {type(model).__name__}.forward takes no timestep to follow; pass "
                          "auto_branches=False and name the branches with branch()")
+    selected = [module for name, module in model.named_modules()
+                if hasattr(module, "processor") and hasattr(module, "set_processor") and select(name, module)]
+    if not selected:
+        raise ValueError("model: found no attention module to give a LiteAttention (select matched nothing)")
+    if lite_attention_kwargs and any(isinstance(m.processor, LiteAttentionProcessor) for m in selected):
+        raise ValueError(f"{', '.join(sorted(lite_attention_kwargs))}: these modules already have a LiteAttention "
+                         "(installed before); uninstall(model) first to install with other arguments")
     installed = []
-    for name, module in model.named_modules():
-        if not (hasattr(module, "processor") and hasattr(module, "set_processor")) or not select(name, module):
-            continue
+    for module in selected:
         processor = module.processor
         if not isinstance(processor, LiteAttentionProcessor):
             processor = LiteAttentionProcessor(processor, **lite_attention_kwargs)
             module.set_processor(processor)
         installed.append(processor.lite_attention)
-    if not installed:
-        raise ValueError("model: found no attention module to give a LiteAttention (select matched nothing)")
-    if auto_branches and getattr(model, "_lite_attention_trajectory", None) is None:
+    trajectory = getattr(model, "_lite_attention_trajectory", None)
+    if trajectory is not None:
+        trajectory.forget_instances()  # the model's LiteAttention set may have grown
+    elif auto_branches:
         model._lite_attention_trajectory = _Trajectory(model)
     return installed
 
 
+def _check_model(model) -> None:
+    """A diffusers transformer as it is: not a pipeline, not a torch.compile wrapper."""
+    import torch
+
+    if hasattr(model, "_orig_mod"):
+        raise TypeError("model: got a torch.compile'd module; install LiteAttention on the transformer first, then "
+                        "compile it (installing swaps processors that the compiled code was traced with)")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected the pipeline's transformer (a torch.nn.Module such as pipe.transformer), "
+                        f"got {type(model).__name__}")
+
+
 def uninstall(model) -> None:
     """Puts the wrapped diffusers processors back and removes the trajectory hooks."""
+    _check_model(model)
     for _, module in model.named_modules():
         processor = getattr(module, "processor", None)
         if isinstance(processor, LiteAttentionProcessor):

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 
 import torch  # (diffusers needs it)
 
+from ..._ranges import normalize_ranges
 from ...attention import LiteAttention
 from ._routing import CURRENT, UNKNOWN_PLACEMENT, claim, release, routed_call
 
@@ -97,6 +98,11 @@ class LiteAttentionProcessor:
         len_q = query.shape[1]
         n_q, n_k = kept if kept is not None else (len_q, key.shape[1])
         dense_queries, must_do = _text_ranges(len_q, text, n_q, n_k)
+        own = self.lite_attention._dense_queries  # the instance's dense_queries, kept beside the text's
+        if dense_queries is not None and own is not None:
+            own = [(s, min(e, n_q)) for s, e in normalize_ranges(own, len_q, "dense_queries", "query seq_len")
+                   if s < n_q]  # the query rows that attend
+            dense_queries = _union(own, dense_queries)
         cast = query.is_cuda and query.dtype not in _GPU_DTYPES
         dtype = query.dtype
         if cast:
@@ -174,6 +180,17 @@ def _text_ranges(len_q: int, text: Optional[Tuple[str, int]], n_q: int,
     start, stop = (0, n) if placement == "first" else (max(len_q - n, 0), len_q)
     queries, keys = (start, min(stop, n_q)), (start, min(stop, n_k))
     return ([queries] if queries[1] > start else None), ([keys] if keys[1] > start else None)
+
+
+def _union(a: list, b: list) -> list:
+    """The union of two lists of half-open ranges, ascending and merged where they overlap or touch."""
+    merged: list = []
+    for start, stop in sorted(list(a) + list(b)):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
 
 
 _GPU_DTYPES = (torch.bfloat16, torch.float16)  # the GPU kernels' types
