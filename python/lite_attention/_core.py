@@ -157,7 +157,7 @@ MAX_CPU_THREADS = 1024  # as the C++ core
 
 def check_cpu_threads(cpu_threads) -> int:
     return check_integer(cpu_threads, "cpu_threads", 0, MAX_CPU_THREADS,
-                    f"an integer from 0 (all cores) to {MAX_CPU_THREADS}")
+                         f"an integer from 0 (all cores) to {MAX_CPU_THREADS}")
 
 
 def check_cpu_tile(cpu_tile) -> Optional[Tuple[int, int]]:
@@ -271,6 +271,7 @@ _WITH_HANDLES: "weakref.WeakSet[SkipState]" = weakref.WeakSet()
 def _drop_handles() -> None:
     for state in list(_WITH_HANDLES):
         state._handle = None
+
 
 @dataclass
 class SkipStats:

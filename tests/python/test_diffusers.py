@@ -79,38 +79,27 @@ def test_skipping_with_branches_and_steps():
     assert all(a.stats_for("cond").calls == 0 for a in attns)
 
 
-def test_a_pipeline_run_as_is_keeps_branches_apart_and_starts_each_video_afresh():
-    """With no branch() or set_step, the passes of a step run on branches 0 and 1 (by the
-    timestep the pipeline passes), and a new video starts from fresh states: each video equals
-    the run with explicit branches and steps, bit for bit."""
-    options = dict(threshold=-1.0, cpu_tile=(16, 16))
-    explicit = tiny_wan()
-    la_diffusers.install(explicit, **options)
-    want = cfg_steps(explicit, *inputs())
-    model = tiny_wan()
-    attns = la_diffusers.install(model, **options)
-    for video in range(2):
-        assert torch.equal(cfg_steps(model, *inputs(), explicit=False), want), f"video {video}"
-        for a in attns:
-            assert set(a.branches) == {0, 1} and a.step == 3
-            assert a.stats_for(0).calls == 4 and a.stats_for(1).calls == 4
-    assert max(a.stats_for(0).sparsity for a in attns) > 0  # the branches' masks mattered
-    la_diffusers.uninstall(model)
-    assert not model._forward_pre_hooks and not model._forward_hooks
-
-
-def test_the_explicit_loop_also_starts_each_video_afresh():
-    """The documented loop (set_step and branch()) on a default install: the second video equals a
-    fresh model's first, so no skip state carries over from one video into the next."""
+@pytest.mark.parametrize("explicit", [False, True], ids=["as-is", "explicit-loop"])
+def test_each_video_starts_afresh_and_keeps_branches_apart(explicit):
+    """As a pipeline calls it (no branch() or set_step), the passes of a step run on branches 0
+    and 1 (by the timestep the pipeline passes); in the documented loop they run on the branches
+    it names. Either way a new video starts from fresh states: each video equals a fresh model's
+    run with explicit branches and steps, bit for bit."""
     options = dict(threshold=-1.0, cpu_tile=(16, 16))
     fresh = tiny_wan()
     la_diffusers.install(fresh, **options)
     want = cfg_steps(fresh, *inputs())
     model = tiny_wan()
     attns = la_diffusers.install(model, **options)
+    branches = ("cond", "uncond") if explicit else (0, 1)
     for video in range(2):
-        assert torch.equal(cfg_steps(model, *inputs()), want), f"video {video}"
-        assert all(a.stats_for("cond").calls == 4 for a in attns)
+        assert torch.equal(cfg_steps(model, *inputs(), explicit=explicit), want), f"video {video}"
+        for a in attns:
+            assert set(a.branches) == set(branches) and a.step == 3
+            assert all(a.stats_for(b).calls == 4 for b in branches)
+    assert max(a.stats_for(branches[0]).sparsity for a in attns) > 0  # the branches' masks mattered
+    la_diffusers.uninstall(model)
+    assert not model._forward_pre_hooks and not model._forward_hooks
 
 
 def test_every_layer_follows_the_sampler_steps_when_a_block_sits_out():
