@@ -360,6 +360,22 @@ def test_auto_branches_needs_a_timestep_argument():
 
 
 @pytest.mark.gpu
+def test_a_pass_captured_in_a_cuda_graph_inside_a_branch_reads_no_timestep():
+    """Inside branch() the hook only watches for a new video; while a CUDA graph captures the
+    pass it leaves the timestep alone (reading it would synchronize, which a capture forbids)."""
+    model = BranchRecorder()
+    trajectory = _Trajectory(model)
+    x, t = torch.zeros(4, device="cuda"), torch.tensor([500.0], device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with la_diffusers.branch("cond"), torch.cuda.graph(graph):
+        model(x, t)
+    assert model.branches == ["cond"] and trajectory.last is None
+    with la_diffusers.branch("cond"):
+        model(x, t)  # outside a capture the timestep is followed
+    assert trajectory.last == 500.0
+
+
+@pytest.mark.gpu
 def test_on_the_gpu_kernel_dense_matches_diffusers_and_skipping_runs():
     """The same on CUDA in bfloat16 with head dim 64 (a kernel's head dim): dense LiteAttention
     against diffusers' own attention, then skipping steps with two branches."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Optional
 
+import torch
+
 from ...attention import find_lite_attention, reset_skip_states
 from ._routing import CURRENT, UNCLAIMED, claim, release
 
@@ -51,6 +53,9 @@ class _Trajectory:
         self.outer.append((CURRENT.branch, UNCLAIMED))
         self.outer[-1] = (CURRENT.branch, claim())
         timestep = self.signature.bind_partial(*args, **kwargs).arguments.get("timestep")
+        if (CURRENT.branch is not None and getattr(timestep, "is_cuda", False)
+                and torch.cuda.is_current_stream_capturing()):
+            return  # a pass captured into a CUDA graph inside branch(): reading the timestep would synchronize
         if timestep is None:
             if CURRENT.branch is None:
                 raise ValueError("auto_branches: this pass gave the model no timestep to follow; pass "
