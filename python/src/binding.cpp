@@ -133,6 +133,17 @@ liteattn::AttentionArgs probe_args(std::int64_t batch, std::int64_t len_q, std::
   return args;
 }
 
+// The state key of probe_args, checked (its sizes are exact only for a key that passes).
+liteattn::StateKey probe_key(std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim,
+                             std::int64_t len_k, const std::string& dtype, const std::string& device_kind,
+                             int device_index, const std::string& criterion,
+                             std::optional<std::pair<int, int>> cpu_tile) {
+  const auto key = liteattn::state_key(
+      probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile));
+  key.check("state");
+  return key;
+}
+
 nb::dict describe_key(const liteattn::StateKey& key) {
   nb::dict d;
   d["batch"] = key.batch;
@@ -214,9 +225,7 @@ StateBuffers state_buffers(std::int64_t batch, std::int64_t len_q, std::int64_t 
                            int device_index, const std::string& criterion, std::optional<std::pair<int, int>> cpu_tile,
                            const OptArray& mask, const OptArray& row_visits, const OptArray& row_max,
                            const OptArray& kept, const OptArray& cumulative) {
-  const auto args = probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
-  const auto key = liteattn::state_key(args);
-  key.check("state");
+  const auto key = probe_key(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile);
   const auto view = state_view(key, mask, row_visits, row_max, kept, cumulative);
   return StateBuffers{*mask, *row_visits, *kept, row_max, cumulative, view};  // state_view checked them
 }
@@ -400,10 +409,8 @@ NB_MODULE(_ext, m) {
       [](std::int64_t batch, std::int64_t len_q, std::int64_t heads, std::int64_t head_dim, std::int64_t len_k,
          const std::string& dtype, const std::string& device_kind, int device_index, const std::string& criterion,
          std::optional<std::pair<int, int>> cpu_tile) {
-        const auto key = liteattn::state_key(
-            probe_args(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile));
-        key.check("state_layout");  // the sizes below are exact only for a key that passes
-        return describe_key(key);
+        return describe_key(
+            probe_key(batch, len_q, heads, head_dim, len_k, dtype, device_kind, device_index, criterion, cpu_tile));
       },
       "batch"_a, "len_q"_a, "heads"_a, "head_dim"_a, "len_k"_a, "dtype"_a, "device_kind"_a, "device_index"_a,
       "criterion"_a, "cpu_tile"_a.none(), "The StateKey (sizes of the state buffers) a call with these arguments needs.");

@@ -86,10 +86,11 @@ Backend select_backend(const AttentionArgs& args) {
   if (args.backend == Backend::cpu)
     throw ArgumentError("backend", "the CPU reference needs CPU tensors; these are on " + to_string(args.q.device));
 #if defined(LITEATTN_WITH_CUDA)
-  const int count = cuda_device_count();
-  if (args.q.device.index >= count)
-    throw ArgumentError("q", "expected a GPU index in [0, " + std::to_string(count) + "), got " + to_string(args.q.device));
+  // Cached per device: no runtime query per call (the count is read only for a new index).
   const int capability = cuda_device_capability(args.q.device.index);
+  if (capability == 0)
+    throw ArgumentError("q", "expected a GPU index in [0, " + std::to_string(cuda_device_count()) + "), got " +
+                                 to_string(args.q.device));
   const bool hopper = capability == kHopperCapability, portable = capability >= kPortableMinCapability;
   if (args.backend == Backend::sm90 && !hopper)
     throw ArgumentError("backend", "the Hopper kernel 'sm90' needs compute capability 9.0, this GPU has " +

@@ -27,7 +27,7 @@ void check_sm80_args(const AttentionArgs& args);
 // src/cuda: state initialisation and the few runtime calls the core needs (src/cuda/runtime.cpp).
 void reset_state_cuda(const SkipStateView& view, void* stream);
 int cuda_device_count();                 // 0 when no driver or no device
-int cuda_device_capability(int device);  // e.g. 90 for sm_90
+int cuda_device_capability(int device);  // e.g. 90 for sm_90; 0 for an index past the last GPU
 void* cuda_allocate(std::size_t bytes, int device);
 void cuda_release(void* ptr, int device);
 void cuda_copy_to_host(void* host, const void* device_ptr, std::size_t bytes, int device);

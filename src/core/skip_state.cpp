@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/backends.hpp"
+#include "core/tensor_rules.hpp"
 #include "liteattn/error.hpp"
 
 namespace liteattn {
@@ -23,10 +24,8 @@ void StateKey::check(const char* argument) const {
   for (const std::int64_t n : {batch, heads, len_q, len_k, head_dim})
     if (n < 1 || n > kMax) throw ArgumentError(argument, "expected B, H, Lq, Lk and D in [1, 2^31 - 1], got " + describe());
   if (tile.m < 1 || tile.n < 1) throw ArgumentError(argument, "expected tiles of at least 1 x 1, got " + describe());
-  if (dtype != DType::f32 && dtype != DType::bf16 && dtype != DType::f16)
-    throw ArgumentError(argument, "expected dtype float32, bfloat16 or float16");
-  if ((device.kind != DeviceKind::cpu && device.kind != DeviceKind::cuda) || device.index < 0)
-    throw ArgumentError(argument, "expected a CPU or CUDA device with index >= 0");
+  if (!known_dtype(dtype)) throw ArgumentError(argument, "expected dtype float32, bfloat16 or float16");
+  if (!known_device(device)) throw ArgumentError(argument, "expected a CPU or CUDA device with index >= 0");
   // In double: the products of fields up to 2^31 can pass int64 before the bound is checked.
   const double pairs = double(batch) * double(heads), rows = pairs * double(q_tiles());
   const double words = 2 * rows * double(words_per_row()) + rows + (with_row_max ? pairs * double(len_q) : 0) +

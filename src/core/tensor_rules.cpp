@@ -6,12 +6,12 @@
 #include "liteattn/error.hpp"
 
 namespace liteattn {
-namespace {
-
 bool known_dtype(DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; }
 bool known_device(const Device& d) {
   return (d.kind == DeviceKind::cpu || d.kind == DeviceKind::cuda) && d.index >= 0;
 }
+
+namespace {
 
 // The offset in elements of a view's last element past its first, or -1 when it does not fit
 // in 2^62 bytes.

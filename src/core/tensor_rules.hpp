@@ -14,6 +14,9 @@ namespace liteattn {
 // Dimensions above this would overflow the 32-bit tile indices of the skip policy and the kernels.
 constexpr std::int64_t kMaxDimension = std::numeric_limits<std::int32_t>::max();
 
+bool known_dtype(DType dtype);
+bool known_device(const Device& device);  // CPU, or CUDA with an index >= 0
+
 std::string shape_string(const TensorView& t);
 
 // Defined, a known dtype and device, rank 4 (`layout` names the dimensions, e.g. "(B, Lq, H, D)"),

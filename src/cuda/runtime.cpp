@@ -42,6 +42,7 @@ int read_sm_count(int device) {
 }
 
 int read_capability(int device) {
+  if (device >= cuda_device_count()) return 0;  // no such GPU (0 is never cached)
   int major = 0, minor = 0;
   LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   LITEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
